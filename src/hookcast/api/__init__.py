@@ -1,0 +1,1 @@
+"""The Convoy-compatible REST API (aiohttp.web)."""

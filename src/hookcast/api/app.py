@@ -1,0 +1,105 @@
+"""The aiohttp application: routes, the JSON error envelope, limits."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import orjson
+from aiohttp import web
+
+from hookcast.api.context import CTX, ApiContext, Route
+from hookcast.api.envelope import JSON, error, ok
+from hookcast.api.openapi import build_openapi
+from hookcast.api.routes import deliveries, endpoints, events, projects, subscriptions
+from hookcast.domain.errors import HookcastError
+from hookcast.domain.ids import new_id
+
+log = logging.getLogger("hookcast.api")
+MAX_BODY = web.AppKey("max_body", int)
+
+ALL_ROUTES: list[Route] = [
+    *projects.ROUTES,
+    *endpoints.ROUTES,
+    *subscriptions.ROUTES,
+    *events.ROUTES,
+    *deliveries.ROUTES,
+]
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def envelope_errors(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    """Every response is JSON: domain errors, aiohttp's own errors and bugs alike."""
+    try:
+        response = await handler(request)
+    except HookcastError as exc:
+        if exc.status_code >= 500:
+            log.exception("api.error", extra={"path": request.path})
+        response = error(exc.message, exc.status_code)
+    except web.HTTPException as exc:
+        if exc.status == 404:
+            message = (
+                "Resource not found" if request.match_info.route.resource else "route not found"
+            )
+        elif exc.status == 413:
+            message = f"request body too large: the limit is {request.app[MAX_BODY]} bytes"
+        else:
+            message = exc.reason
+        response = error(message, exc.status, headers=_allow(exc))
+    except Exception:
+        log.exception("api.unhandled", extra={"path": request.path})
+        response = error("internal server error", 500)
+    response.headers["X-Request-ID"] = request.headers.get("X-Request-ID") or new_id()
+    return response
+
+
+def _allow(exc: web.HTTPException) -> dict[str, str] | None:
+    allow = exc.headers.get("Allow")
+    return {"Allow": allow} if allow else None
+
+
+@web.middleware
+async def json_only(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    if request.path.startswith("/api/"):
+        content_type = request.headers.get("Content-Type", "")
+        if content_type and not content_type.lower().startswith("application/json"):
+            return error("unsupported content type: send application/json", 415)
+    return await handler(request)
+
+
+async def health(request: web.Request) -> web.Response:
+    return ok({"status": "up"}, "hookcast is up")
+
+
+async def ready(request: web.Request) -> web.Response:
+    check = request.app[CTX].readiness
+    problem = await check() if check is not None else None
+    if problem:
+        return error(f"not ready: {problem}", 503)
+    return ok({"status": "ready"}, "hookcast is ready")
+
+
+def _openapi_handler(doc: bytes) -> _Handler:
+    async def openapi(request: web.Request) -> web.Response:
+        return web.Response(body=doc, content_type=JSON)
+
+    return openapi
+
+
+def _register(app: web.Application, route: Route) -> None:
+    app.router.add_route(route.method, route.path, route.handler)
+    app.router.add_route(route.method, route.path + "/", route.handler)
+
+
+def create_app(context: ApiContext, *, max_body_bytes: int) -> web.Application:
+    app = web.Application(middlewares=[envelope_errors, json_only], client_max_size=max_body_bytes)
+    app[CTX] = context
+    app[MAX_BODY] = max_body_bytes
+    for route in ALL_ROUTES:
+        _register(app, route)
+    app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)
+    app.router.add_get("/openapi.json", _openapi_handler(orjson.dumps(build_openapi(ALL_ROUTES))))
+    return app

@@ -1,0 +1,138 @@
+"""Who is calling, and may they do this here?
+
+``Authorization: Bearer <key>``. Verified keys are cached for a second, so a revoked key
+stops working within that second on every API process.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+import time
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from hookcast.domain.errors import AuthenticationError, NotFoundError, PermissionDeniedError
+from hookcast.domain.keys import hash_key, mask_of, matches
+from hookcast.domain.models import ApiKey, KeyRole, Project
+from hookcast.domain.ports import Store
+
+_CACHE_TTL_S = 1.0
+
+
+class Permission(enum.Enum):
+    READ = "read"
+    PUBLISH = "publish"
+    MANAGE = "manage"
+    BROADCAST = "broadcast"
+
+
+_ROLE_GRANTS = {
+    KeyRole.VIEWER: {Permission.READ},
+    KeyRole.PUBLISHER: {Permission.READ, Permission.PUBLISH},
+    KeyRole.ADMIN: {Permission.READ, Permission.PUBLISH, Permission.MANAGE},
+    KeyRole.INSTANCE_ADMIN: {Permission.READ, Permission.PUBLISH, Permission.MANAGE},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    key: ApiKey | None  # None for the configured admin key
+    is_instance_admin: bool
+
+    @property
+    def key_id(self) -> str | None:
+        return None if self.key is None else self.key.id
+
+    def may(self, permission: Permission) -> bool:
+        if self.is_instance_admin:
+            return True
+        assert self.key is not None
+        if permission is Permission.BROADCAST:
+            return self.key.can_broadcast and Permission.PUBLISH in _ROLE_GRANTS[self.key.role]
+        return permission in _ROLE_GRANTS[self.key.role]
+
+
+class Authenticator:
+    def __init__(self, store: Store, admin_api_key: str) -> None:
+        self._store = store
+        self._admin_hash = hash_key(admin_api_key) if admin_api_key else ""
+        self._keys: dict[str, tuple[float, Principal]] = {}
+        self._projects: dict[str, tuple[float, Project]] = {}
+
+    def forget_project(self, project_id: str) -> None:
+        self._projects.pop(project_id, None)
+
+    async def principal(self, request: web.Request) -> Principal:
+        token = _bearer(request.headers.get("Authorization", ""))
+        now = time.monotonic()
+        cached = self._keys.get(token)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        principal = await self._verify(token)
+        if len(self._keys) > 10_000:
+            self._keys.clear()
+        self._keys[token] = (now + _CACHE_TTL_S, principal)
+        return principal
+
+    async def _verify(self, token: str) -> Principal:
+        if self._admin_hash and hmac.compare_digest(hash_key(token), self._admin_hash):
+            return Principal(None, True)
+        mask = mask_of(token)
+        found = await self._store.find_api_key(mask) if mask else None
+        if found is None or not matches(token, found[1]):
+            raise AuthenticationError("authorization failed")
+        key = found[0]
+        now_us = time.time_ns() // 1000
+        if key.revoked_at_us is not None:
+            raise AuthenticationError("authorization failed: the key was revoked")
+        if key.expires_at_us is not None and key.expires_at_us <= now_us:
+            raise AuthenticationError("authorization failed: the key has expired")
+        return Principal(key, key.role is KeyRole.INSTANCE_ADMIN)
+
+    async def project(self, project_id: str) -> Project:
+        now = time.monotonic()
+        cached = self._projects.get(project_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        project = await self._store.get_project(project_id)
+        if project is None:
+            raise NotFoundError("project not found")
+        self._projects[project_id] = (now + _CACHE_TTL_S, project)
+        return project
+
+    async def authorize(
+        self, request: web.Request, permission: Permission
+    ) -> tuple[Principal, Project]:
+        """The caller and the project of the URL, or 401/403/404."""
+        principal = await self.principal(request)
+        project_id = request.match_info["project_id"]
+        if not principal.is_instance_admin:
+            assert principal.key is not None
+            if principal.key.project_id != project_id:
+                # never reveal whether another project exists
+                raise NotFoundError("project not found")
+        project = await self.project(project_id)
+        if not principal.may(permission):
+            raise PermissionDeniedError(_denied(permission))
+        return principal, project
+
+    async def require_instance_admin(self, request: web.Request) -> Principal:
+        principal = await self.principal(request)
+        if not principal.is_instance_admin:
+            raise PermissionDeniedError("this route needs an instance admin key")
+        return principal
+
+
+def _denied(permission: Permission) -> str:
+    if permission is Permission.BROADCAST:
+        return "this key lacks the broadcast permission (create one with --broadcast)"
+    return f"this key's role lacks the {permission.value} permission"
+
+
+def _bearer(header: str) -> str:
+    parts = header.split(" ")
+    if len(parts) != 2 or parts[0].lower() != "bearer" or not parts[1]:
+        raise AuthenticationError("Authentication required")
+    return parts[1]

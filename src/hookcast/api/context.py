@@ -1,0 +1,50 @@
+"""What the route handlers share, stored on the aiohttp application."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import pydantic
+from aiohttp import web
+
+from hookcast.api.auth import Authenticator
+from hookcast.api.ingest import IngestQueue
+from hookcast.domain.ports import Store
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass
+class ApiContext:
+    store: Store
+    auth: Authenticator
+    ingest: IngestQueue
+    clock: Callable[[], int] = _now_us
+    randbytes: Callable[[int], bytes] = os.urandom
+    readiness: Callable[[], Awaitable[str | None]] | None = None
+
+
+CTX = web.AppKey("hookcast_ctx", ApiContext)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    success: int = 200
+    body: type[pydantic.BaseModel] | None = None
+    query: tuple[str, ...] = field(default_factory=tuple)
+
+
+def ctx(request: web.Request) -> ApiContext:
+    return request.app[CTX]

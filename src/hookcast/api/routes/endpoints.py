@@ -1,0 +1,214 @@
+"""/endpoints: create, list, get, update, delete, pause, activate, expire_secret."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from aiohttp import web
+
+from hookcast.api import serializers as ser
+from hookcast.api.auth import Permission
+from hookcast.api.context import Route, ctx
+from hookcast.api.envelope import ok
+from hookcast.api.params import json_body, one, page_request, validate
+from hookcast.api.schemas import EndpointBody, ExpireSecretBody
+from hookcast.domain.errors import NotFoundError, ValidationError
+from hookcast.domain.ids import new_id
+from hookcast.domain.models import Endpoint, EndpointStatus, Project, Secret
+from hookcast.domain.signing import generate_secret
+from hookcast.domain.urls import validate_endpoint_url
+
+DEFAULT_TIMEOUT_S = 10
+
+
+async def _load(request: web.Request, permission: Permission) -> tuple[Project, Endpoint]:
+    c = ctx(request)
+    _, project = await c.auth.authorize(request, permission)
+    endpoint = await c.store.get_endpoint(project.id, request.match_info["endpoint_id"])
+    if endpoint is None:
+        raise NotFoundError("Resource not found")
+    return project, endpoint
+
+
+async def create_endpoint(request: web.Request) -> web.Response:
+    c = ctx(request)
+    _, project = await c.auth.authorize(request, Permission.MANAGE)
+    body = validate(EndpointBody, await json_body(request))
+    if not body.url:
+        raise ValidationError("please provide the endpoint url")
+    url = validate_endpoint_url(body.url, require_https=project.config.ssl.enforce_secure_endpoints)
+    now = c.clock()
+    secret = body.secret or generate_secret(c.randbytes)
+    endpoint = Endpoint(
+        id=new_id(),
+        project_id=project.id,
+        owner_id=body.owner_id or "",
+        name=body.name or url,
+        url=url,
+        description=body.description or "",
+        status=EndpointStatus.INACTIVE if body.is_disabled else EndpointStatus.ACTIVE,
+        secrets=(Secret(new_id(), secret, now),),
+        advanced_signatures=True if body.advanced_signatures is None else body.advanced_signatures,
+        http_timeout=body.http_timeout or DEFAULT_TIMEOUT_S,
+        rate_limit=body.rate_limit or 0,
+        rate_limit_duration=body.rate_limit_duration or 0,
+        content_type=body.content_type or "application/json",
+        authentication=None if body.authentication is None else body.authentication.model_dump(),
+        support_email=body.support_email or "",
+        slack_webhook_url=body.slack_webhook_url or "",
+        teams_webhook_url=body.teams_webhook_url or "",
+        created_at_us=now,
+        updated_at_us=now,
+    )
+    await c.store.create_endpoint(endpoint)
+    return ok(ser.endpoint(endpoint), "Endpoint created successfully", 201)
+
+
+async def list_endpoints(request: web.Request) -> web.Response:
+    c = ctx(request)
+    _, project = await c.auth.authorize(request, Permission.READ)
+    q = request.query
+    page = await c.store.list_endpoints(
+        project.id, one(q, "ownerId", "owner_id"), one(q, "q", "query"), page_request(q)
+    )
+    return ok(
+        ser.page(page, [ser.endpoint(e) for e in page.items]), "Endpoints fetched successfully"
+    )
+
+
+async def get_endpoint(request: web.Request) -> web.Response:
+    _, endpoint = await _load(request, Permission.READ)
+    return ok(ser.endpoint(endpoint), "Endpoint fetched successfully")
+
+
+async def update_endpoint(request: web.Request) -> web.Response:
+    c = ctx(request)
+    project, endpoint = await _load(request, Permission.MANAGE)
+    body = validate(EndpointBody, await json_body(request))
+    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    if "url" in changes:
+        changes["url"] = validate_endpoint_url(
+            changes["url"], require_https=project.config.ssl.enforce_secure_endpoints
+        )
+    secrets = endpoint.secrets
+    if body.secret and body.secret != endpoint.secrets[-1].value:
+        secrets = (*endpoint.secrets[:-1], Secret(new_id(), body.secret, c.clock()))
+    status = endpoint.status
+    if body.is_disabled is not None:
+        status = EndpointStatus.INACTIVE if body.is_disabled else EndpointStatus.ACTIVE
+    updated = replace(
+        endpoint,
+        url=changes.get("url", endpoint.url),
+        name=changes.get("name") or endpoint.name,
+        owner_id=changes.get("owner_id", endpoint.owner_id),
+        description=changes.get("description", endpoint.description),
+        advanced_signatures=changes.get("advanced_signatures", endpoint.advanced_signatures),
+        support_email=changes.get("support_email", endpoint.support_email),
+        slack_webhook_url=changes.get("slack_webhook_url", endpoint.slack_webhook_url),
+        teams_webhook_url=changes.get("teams_webhook_url", endpoint.teams_webhook_url),
+        http_timeout=changes.get("http_timeout") or endpoint.http_timeout,
+        rate_limit=changes.get("rate_limit", endpoint.rate_limit),
+        rate_limit_duration=changes.get("rate_limit_duration", endpoint.rate_limit_duration),
+        content_type=changes.get("content_type") or endpoint.content_type,
+        authentication=(
+            body.authentication.model_dump() if body.authentication else endpoint.authentication
+        ),
+        secrets=secrets,
+        status=status,
+        updated_at_us=c.clock(),
+    )
+    await c.store.update_endpoint(updated)
+    return ok(ser.endpoint(updated), "Endpoint updated successfully", 202)
+
+
+async def delete_endpoint(request: web.Request) -> web.Response:
+    c = ctx(request)
+    project, endpoint = await _load(request, Permission.MANAGE)
+    await c.store.delete_endpoint(project.id, endpoint.id)
+    return ok(None, "Endpoint deleted successfully")
+
+
+async def _set_status(
+    request: web.Request, status: EndpointStatus | None, msg: str
+) -> web.Response:
+    c = ctx(request)
+    _, endpoint = await _load(request, Permission.MANAGE)
+    if status is None:  # pause toggles active <-> paused
+        status = (
+            EndpointStatus.ACTIVE
+            if endpoint.status is EndpointStatus.PAUSED
+            else EndpointStatus.PAUSED
+        )
+    updated = replace(endpoint, status=status, updated_at_us=c.clock())
+    await c.store.update_endpoint(updated)
+    return ok(ser.endpoint(updated), msg, 202)
+
+
+async def pause_endpoint(request: web.Request) -> web.Response:
+    return await _set_status(request, None, "Endpoint status updated successfully")
+
+
+async def activate_endpoint(request: web.Request) -> web.Response:
+    return await _set_status(request, EndpointStatus.ACTIVE, "Endpoint activated successfully")
+
+
+async def expire_secret(request: web.Request) -> web.Response:
+    """Roll the secret: the current one keeps signing for ``expiration`` seconds."""
+    c = ctx(request)
+    _, endpoint = await _load(request, Permission.MANAGE)
+    body = validate(ExpireSecretBody, await json_body(request, required=False))
+    now = c.clock()
+    expires = now + (body.expiration or 0) * 1_000_000
+    kept = tuple(
+        replace(s, expires_at_us=expires) if s.expires_at_us is None else s
+        for s in endpoint.secrets
+        if s.expires_at_us is None or s.expires_at_us > now
+    )
+    fresh = Secret(new_id(), body.secret or generate_secret(c.randbytes), now)
+    updated = replace(endpoint, secrets=(*kept, fresh), updated_at_us=now)
+    await c.store.update_endpoint(updated)
+    return ok(ser.endpoint(updated), "endpoint secret expired successfully")
+
+
+P = "/api/v1/projects/{project_id}/endpoints"
+ROUTES = [
+    Route("POST", P, create_endpoint, "Create an endpoint", "Endpoints", 201, EndpointBody),
+    Route(
+        "GET",
+        P,
+        list_endpoints,
+        "List endpoints",
+        "Endpoints",
+        query=(
+            "perPage",
+            "direction",
+            "next_page_cursor",
+            "prev_page_cursor",
+            "sort",
+            "ownerId",
+            "q",
+        ),
+    ),
+    Route("GET", P + "/{endpoint_id}", get_endpoint, "Get an endpoint", "Endpoints"),
+    Route(
+        "PUT",
+        P + "/{endpoint_id}",
+        update_endpoint,
+        "Update an endpoint",
+        "Endpoints",
+        202,
+        EndpointBody,
+    ),
+    Route("DELETE", P + "/{endpoint_id}", delete_endpoint, "Delete an endpoint", "Endpoints"),
+    Route("PUT", P + "/{endpoint_id}/pause", pause_endpoint, "Pause or unpause", "Endpoints", 202),
+    Route("POST", P + "/{endpoint_id}/activate", activate_endpoint, "Activate", "Endpoints", 202),
+    Route(
+        "PUT",
+        P + "/{endpoint_id}/expire_secret",
+        expire_secret,
+        "Roll the secret",
+        "Endpoints",
+        200,
+        ExpireSecretBody,
+    ),
+]

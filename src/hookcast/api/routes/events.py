@@ -1,0 +1,198 @@
+"""/events: publish (single, fan-out, dynamic), list, get."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from hookcast.api import serializers as ser
+from hookcast.api.auth import Permission, Principal
+from hookcast.api.context import Route, ctx
+from hookcast.api.envelope import ok
+from hookcast.api.params import date_window, json_body, many, one, page_request, validate
+from hookcast.api.schemas import CreateEvent, DynamicEvent, FanoutEvent, _EventBody
+from hookcast.domain.errors import NotFoundError, ValidationError
+from hookcast.domain.ids import new_id
+from hookcast.domain.models import EventKind, EventStatus, Project
+from hookcast.domain.ports import EventFilter, IngestResult, NewEvent
+from hookcast.domain.signing import generate_secret
+from hookcast.domain.urls import validate_endpoint_url
+
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
+MAX_CUSTOM_HEADERS = 50
+
+
+def _custom_headers(headers: dict[str, str] | None) -> dict[str, str]:
+    if not headers:
+        return {}
+    if len(headers) > MAX_CUSTOM_HEADERS:
+        raise ValidationError(f"custom_headers: at most {MAX_CUSTOM_HEADERS} headers")
+    for name, value in headers.items():
+        if not _TOKEN.match(name):
+            raise ValidationError(f"custom_headers: {name!r} is not a valid header name")
+        if "\r" in value or "\n" in value or len(value) > 4096:
+            raise ValidationError(f"custom_headers: the value of {name!r} is not allowed")
+    return dict(headers)
+
+
+def _common(body: _EventBody) -> tuple[str, bytes]:
+    if not body.event_type:
+        raise ValidationError("please provide an event type")
+    if body.data is None:
+        raise ValidationError("please provide your data")
+    return body.event_type, orjson.dumps(body.data)
+
+
+def _new_event(
+    principal: Principal, project: Project, kind: EventKind, body: _EventBody, now: int, **kw: Any
+) -> NewEvent:
+    event_type, data = _common(body)
+    return NewEvent(
+        id=new_id(),
+        project_id=project.id,
+        kind=kind,
+        event_type=event_type,
+        data=data,
+        parsed=body.data,
+        headers=_custom_headers(body.custom_headers),
+        idempotency_key=body.idempotency_key or "",
+        api_key_id=principal.key_id,
+        acknowledged_at_us=now,
+        strategy=project.config.strategy,
+        multiple_endpoint_subscriptions=project.config.multiple_endpoint_subscriptions,
+        **kw,
+    )
+
+
+def _created(ev: NewEvent, result: IngestResult, message: str) -> web.Response:
+    if result.error is not None:
+        raise result.error
+    if result.is_duplicate:
+        message = "Duplicate event received, but will not be sent"
+    data = {
+        "uid": ev.id,
+        "event_type": ev.event_type,
+        "project_id": ev.project_id,
+        "kind": ev.kind.value,
+        "data": orjson.Fragment(ev.data),
+        "headers": {k: [v] for k, v in ev.headers.items()},
+        "idempotency_key": ev.idempotency_key,
+        "is_duplicate_event": result.is_duplicate,
+        "deliveries": result.deliveries,
+        "status": (
+            EventStatus.SUCCESS if result.deliveries or result.is_duplicate else EventStatus.FAILURE
+        ).value,
+        "acknowledged_at": ser.ts(ev.acknowledged_at_us),
+        "created_at": ser.ts(ev.acknowledged_at_us),
+        "updated_at": ser.ts(ev.acknowledged_at_us),
+    }
+    return ok(data, message, 201)
+
+
+async def create_event(request: web.Request) -> web.Response:
+    c = ctx(request)
+    principal, project = await c.auth.authorize(request, Permission.PUBLISH)
+    body = validate(CreateEvent, await json_body(request))
+    endpoint_id = body.endpoint_id or body.app_id
+    if not endpoint_id:
+        raise ValidationError("please provide an endpoint ID")
+    ev = _new_event(principal, project, EventKind.SINGLE, body, c.clock(), endpoint_id=endpoint_id)
+    return _created(ev, await c.ingest.submit(ev), "Event queued successfully")
+
+
+async def create_fanout_event(request: web.Request) -> web.Response:
+    c = ctx(request)
+    principal, project = await c.auth.authorize(request, Permission.PUBLISH)
+    body = validate(FanoutEvent, await json_body(request))
+    if not body.owner_id:
+        raise ValidationError("please provide an owner id")
+    ev = _new_event(principal, project, EventKind.FANOUT, body, c.clock(), owner_id=body.owner_id)
+    return _created(ev, await c.ingest.submit(ev), "Endpoint fanout event queued successfully")
+
+
+async def create_dynamic_event(request: web.Request) -> web.Response:
+    c = ctx(request)
+    principal, project = await c.auth.authorize(request, Permission.PUBLISH)
+    body = validate(DynamicEvent, await json_body(request))
+    if not body.url:
+        raise ValidationError("please provide a url")
+    url = validate_endpoint_url(body.url, require_https=project.config.ssl.enforce_secure_endpoints)
+    ev = _new_event(
+        principal,
+        project,
+        EventKind.DYNAMIC,
+        body,
+        c.clock(),
+        url=url,
+        secret=body.secret or generate_secret(c.randbytes),
+        event_types=tuple(t for t in (body.event_types or []) if t) or ("*",),
+    )
+    return _created(ev, await c.ingest.submit(ev), "Dynamic event created successfully")
+
+
+async def list_events(request: web.Request) -> web.Response:
+    c = ctx(request)
+    _, project = await c.auth.authorize(request, Permission.READ)
+    q = request.query
+    start, end = date_window(q)
+    flt = EventFilter(
+        endpoint_ids=many(q, "endpointId", "endpointId[]"),
+        idempotency_key=one(q, "idempotencyKey", "idempotency_key"),
+        query=one(q, "query", "q"),
+        source_ids=many(q, "sourceId", "sourceId[]"),
+        start_us=start,
+        end_us=end,
+    )
+    page = await c.store.list_events(project.id, flt, page_request(q))
+    return ok(ser.page(page, [ser.event(e) for e in page.items]), "Events fetched successfully")
+
+
+async def get_event(request: web.Request) -> web.Response:
+    c = ctx(request)
+    _, project = await c.auth.authorize(request, Permission.READ)
+    event = await c.store.get_event(project.id, request.match_info["event_id"])
+    if event is None:
+        raise NotFoundError("Resource not found")
+    return ok(ser.event(event), "Event fetched successfully")
+
+
+P = "/api/v1/projects/{project_id}/events"
+_LIST_QUERY = (
+    "perPage",
+    "direction",
+    "next_page_cursor",
+    "prev_page_cursor",
+    "sort",
+    "endpointId",
+    "sourceId",
+    "idempotencyKey",
+    "query",
+    "startDate",
+    "endDate",
+)
+ROUTES = [
+    Route("POST", P, create_event, "Publish an event to one endpoint", "Events", 201, CreateEvent),
+    Route(
+        "POST",
+        P + "/fanout",
+        create_fanout_event,
+        "Publish to all endpoints of an owner",
+        "Events",
+        201,
+        FanoutEvent,
+    ),
+    Route(
+        "POST",
+        P + "/dynamic",
+        create_dynamic_event,
+        "Publish to a URL",
+        "Events",
+        201,
+        DynamicEvent,
+    ),
+    Route("GET", P, list_events, "List events", "Events", query=_LIST_QUERY),
+    Route("GET", P + "/{event_id}", get_event, "Get an event", "Events"),
+]

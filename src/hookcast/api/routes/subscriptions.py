@@ -1,0 +1,171 @@
+"""/subscriptions: create, list, get, update, delete, test_filter."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from aiohttp import web
+
+from hookcast.api import serializers as ser
+from hookcast.api.auth import Permission
+from hookcast.api.context import Route, ctx
+from hookcast.api.envelope import ok
+from hookcast.api.params import json_body, many, one, page_request, validate
+from hookcast.api.schemas import FilterConfigBody, SubscriptionBody
+from hookcast.domain.errors import NotFoundError, ValidationError
+from hookcast.domain.filters import validate_filter_config
+from hookcast.domain.ids import new_id
+from hookcast.domain.models import DeliveryMode, FilterConfig, Subscription
+
+
+def _filter_config(body: FilterConfigBody | None) -> FilterConfig:
+    if body is None:
+        return FilterConfig()
+    types = tuple(t for t in (body.event_types or []) if t) or ("*",)
+    docs: dict[str, Any] = {}
+    if body.filter is not None:
+        for part in ("headers", "body", "query", "path"):
+            doc = getattr(body.filter, part)
+            if doc:
+                docs[part] = doc
+    validate_filter_config({"event_types": list(types), "filter": docs})
+    return FilterConfig(types, docs)
+
+
+async def create_subscription(request: web.Request) -> web.Response:
+    c = ctx(request)
+    _, project = await c.auth.authorize(request, Permission.MANAGE)
+    body = validate(SubscriptionBody, await json_body(request))
+    if not body.name:
+        raise ValidationError("please provide a name for the subscription")
+    if not body.endpoint_id:
+        raise ValidationError("please provide an endpoint_id")
+    now = c.clock()
+    sub = Subscription(
+        id=new_id(),
+        project_id=project.id,
+        endpoint_id=body.endpoint_id,
+        name=body.name,
+        type="api",
+        filter_config=_filter_config(body.filter_config),
+        alert_config=body.alert_config,
+        retry_config=None,  # ignored on create, as upstream
+        rate_limit_config=body.rate_limit_config,
+        delivery_mode=DeliveryMode(body.delivery_mode or "at_least_once"),
+        function=body.function or "",
+        created_at_us=now,
+        updated_at_us=now,
+    )
+    await c.store.create_subscription(
+        sub, allow_multiple=project.config.multiple_endpoint_subscriptions
+    )
+    endpoint = await c.store.get_endpoint(project.id, sub.endpoint_id)
+    return ok(ser.subscription(sub, endpoint), "Subscription created successfully", 201)
+
+
+async def list_subscriptions(request: web.Request) -> web.Response:
+    c = ctx(request)
+    _, project = await c.auth.authorize(request, Permission.READ)
+    q = request.query
+    page = await c.store.list_subscriptions(
+        project.id, many(q, "endpointId", "endpointId[]"), one(q, "name"), page_request(q)
+    )
+    items = []
+    for sub in page.items:
+        endpoint = await c.store.get_endpoint(project.id, sub.endpoint_id)
+        items.append(ser.subscription(sub, endpoint))
+    return ok(ser.page(page, items), "Subscriptions fetched successfully")
+
+
+async def _load(request: web.Request, permission: Permission) -> Subscription:
+    c = ctx(request)
+    _, project = await c.auth.authorize(request, permission)
+    sub = await c.store.get_subscription(project.id, request.match_info["subscription_id"])
+    if sub is None:
+        raise NotFoundError("Resource not found")
+    return sub
+
+
+async def get_subscription(request: web.Request) -> web.Response:
+    sub = await _load(request, Permission.READ)
+    endpoint = await ctx(request).store.get_endpoint(sub.project_id, sub.endpoint_id)
+    return ok(ser.subscription(sub, endpoint), "Subscription fetched successfully")
+
+
+async def update_subscription(request: web.Request) -> web.Response:
+    c = ctx(request)
+    sub = await _load(request, Permission.MANAGE)
+    body = validate(SubscriptionBody, await json_body(request))
+    updated = replace(
+        sub,
+        name=body.name or sub.name,
+        endpoint_id=body.endpoint_id or sub.endpoint_id,
+        filter_config=(
+            _filter_config(body.filter_config) if body.filter_config else sub.filter_config
+        ),
+        alert_config=body.alert_config if body.alert_config is not None else sub.alert_config,
+        retry_config=body.retry_config if body.retry_config is not None else sub.retry_config,
+        rate_limit_config=(
+            body.rate_limit_config if body.rate_limit_config is not None else sub.rate_limit_config
+        ),
+        delivery_mode=DeliveryMode(body.delivery_mode) if body.delivery_mode else sub.delivery_mode,
+        function=body.function if body.function is not None else sub.function,
+        updated_at_us=c.clock(),
+    )
+    await c.store.update_subscription(updated)
+    endpoint = await c.store.get_endpoint(sub.project_id, updated.endpoint_id)
+    return ok(ser.subscription(updated, endpoint), "Subscription updated successfully", 202)
+
+
+async def delete_subscription(request: web.Request) -> web.Response:
+    sub = await _load(request, Permission.MANAGE)
+    await ctx(request).store.delete_subscription(sub.project_id, sub.id)
+    return ok(None, "Subscription deleted successfully")
+
+
+P = "/api/v1/projects/{project_id}/subscriptions"
+ROUTES = [
+    Route(
+        "POST",
+        P,
+        create_subscription,
+        "Create a subscription",
+        "Subscriptions",
+        201,
+        SubscriptionBody,
+    ),
+    Route(
+        "GET",
+        P,
+        list_subscriptions,
+        "List subscriptions",
+        "Subscriptions",
+        query=(
+            "perPage",
+            "direction",
+            "next_page_cursor",
+            "prev_page_cursor",
+            "sort",
+            "endpointId",
+            "name",
+        ),
+    ),
+    Route("GET", P + "/{subscription_id}", get_subscription, "Get a subscription", "Subscriptions"),
+    Route(
+        "PUT",
+        P + "/{subscription_id}",
+        update_subscription,
+        "Update a subscription",
+        "Subscriptions",
+        202,
+        SubscriptionBody,
+    ),
+    Route(
+        "DELETE",
+        P + "/{subscription_id}",
+        delete_subscription,
+        "Delete a subscription",
+        "Subscriptions",
+    ),
+]

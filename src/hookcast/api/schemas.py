@@ -1,0 +1,129 @@
+"""Request bodies (pydantic). Unknown fields are ignored, as upstream Convoy does; the
+OpenAPI document is generated from these same models."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+MAX_TIMEOUT_S = 300
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ApiKeyAuth(_Body):
+    header_name: str = Field(min_length=1, max_length=200)
+    header_value: str = Field(min_length=1, max_length=4096)
+
+
+class BasicAuth(_Body):
+    username: str = Field(min_length=1, max_length=200)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class EndpointAuthentication(_Body):
+    type: Literal["api_key", "basic_auth"]
+    api_key: ApiKeyAuth | None = None
+    basic_auth: BasicAuth | None = None
+
+
+class EndpointBody(_Body):
+    """CreateEndpoint / UpdateEndpoint. On update, absent fields keep their values."""
+
+    url: str | None = Field(default=None, max_length=2048)
+    name: str | None = Field(default=None, max_length=200)
+    secret: str | None = Field(default=None, max_length=512)
+    owner_id: str | None = Field(default=None, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    advanced_signatures: bool | None = None
+    support_email: str | None = Field(default=None, max_length=320)
+    slack_webhook_url: str | None = Field(default=None, max_length=2048)
+    teams_webhook_url: str | None = Field(default=None, max_length=2048)
+    is_disabled: bool | None = None
+    http_timeout: int | None = Field(default=None, ge=0, le=MAX_TIMEOUT_S)
+    rate_limit: int | None = Field(default=None, ge=0)
+    rate_limit_duration: int | None = Field(default=None, ge=0)
+    content_type: Literal["application/json", "application/x-www-form-urlencoded", ""] | None = None
+    authentication: EndpointAuthentication | None = None
+
+    @field_validator("support_email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value and not _EMAIL.match(value):
+            raise ValueError("support_email must be an email address")
+        return value
+
+
+class ExpireSecretBody(_Body):
+    secret: str | None = Field(default=None, max_length=512)
+    expiration: int | None = Field(default=None, ge=0, le=30 * 86_400)
+
+
+class FilterDocs(_Body):
+    headers: dict[str, Any] | None = None
+    body: dict[str, Any] | None = None
+    query: dict[str, Any] | None = None
+    path: dict[str, Any] | None = None
+    is_flattened: bool | None = None
+
+
+class FilterConfigBody(_Body):
+    event_types: list[str] | None = None
+    filter: FilterDocs | None = None
+
+
+class SubscriptionBody(_Body):
+    """CreateSubscription / UpdateSubscription. On update, absent fields keep their values."""
+
+    name: str | None = Field(default=None, max_length=200)
+    endpoint_id: str | None = Field(default=None, max_length=64)
+    filter_config: FilterConfigBody | None = None
+    alert_config: dict[str, Any] | None = None
+    retry_config: dict[str, Any] | None = None
+    rate_limit_config: dict[str, Any] | None = None
+    delivery_mode: Literal["at_least_once", "at_most_once"] | None = None
+    function: str | None = Field(default=None, max_length=20_000)
+    source_id: str | None = None
+    app_id: str | None = None
+
+
+class _EventBody(_Body):
+    event_type: str | None = Field(default=None, max_length=200)
+    data: Any = None
+    custom_headers: dict[str, str] | None = None
+    idempotency_key: str | None = Field(default=None, max_length=200)
+
+
+class CreateEvent(_EventBody):
+    endpoint_id: str | None = Field(default=None, max_length=64)
+    app_id: str | None = None
+
+
+class FanoutEvent(_EventBody):
+    owner_id: str | None = Field(default=None, max_length=200)
+
+
+class BroadcastEvent(_EventBody):
+    acknowledged_at: str | None = None
+
+
+class DynamicEvent(_EventBody):
+    url: str | None = Field(default=None, max_length=2048)
+    secret: str | None = Field(default=None, max_length=512)
+    event_types: list[str] | None = None
+
+
+class ProjectBody(_Body):
+    name: str | None = Field(default=None, max_length=200)
+    type: Literal["outgoing", "incoming"] | None = None
+    logo_url: str | None = None
+    config: dict[str, Any] | None = None
+
+
+class ForceResendBody(_Body):
+    ids: list[str] = Field(max_length=1000)

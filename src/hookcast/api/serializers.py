@@ -1,0 +1,217 @@
+"""Domain values → Convoy's JSON objects (field names as upstream returns them).
+
+Lists are always lists, never null: the generated 1.x client iterates them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from hookcast.domain.models import (
+    Attempt,
+    Delivery,
+    Endpoint,
+    Event,
+    Project,
+    Subscription,
+)
+from hookcast.domain.paging import Page
+
+
+def ts(us: int | None) -> str | None:
+    """RFC 3339 with microseconds, UTC."""
+    if us is None:
+        return None
+    return datetime.fromtimestamp(us / 1_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def page(p: Page[Any], items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "content": items,
+        "pagination": {
+            "per_page": p.per_page,
+            "has_next_page": p.has_next_page,
+            "has_prev_page": p.has_prev_page,
+            "next_page_cursor": p.next_page_cursor,
+            "prev_page_cursor": p.prev_page_cursor,
+        },
+    }
+
+
+def project(p: Project) -> dict[str, Any]:
+    return {
+        "uid": p.id,
+        "name": p.name,
+        "type": p.type,
+        "logo_url": "",
+        "organisation_id": "",
+        "config": p.config.model_dump(mode="json"),
+        "statistics": None,
+        "retained_events": 0,
+        "created_at": ts(p.created_at_us),
+        "updated_at": ts(p.updated_at_us),
+    }
+
+
+def endpoint(e: Endpoint) -> dict[str, Any]:
+    auth = e.authentication
+    if auth and isinstance(auth.get("basic_auth"), dict):
+        auth = {**auth, "basic_auth": {**auth["basic_auth"], "password": "[redacted]"}}
+    return {
+        "uid": e.id,
+        "project_id": e.project_id,
+        "owner_id": e.owner_id,
+        "url": e.url,
+        "target_url": e.url,
+        "name": e.name,
+        "title": e.name,
+        "description": e.description,
+        "status": e.status.value,
+        "secrets": [
+            {
+                "uid": s.id,
+                "value": s.value,
+                "created_at": ts(s.created_at_us),
+                "updated_at": ts(s.created_at_us),
+                "expires_at": ts(s.expires_at_us),
+            }
+            for s in e.secrets
+        ],
+        "advanced_signatures": e.advanced_signatures,
+        "http_timeout": e.http_timeout,
+        "rate_limit": e.rate_limit,
+        "rate_limit_duration": e.rate_limit_duration,
+        "content_type": e.content_type,
+        "authentication": auth,
+        "support_email": e.support_email,
+        "slack_webhook_url": e.slack_webhook_url,
+        "teams_webhook_url": e.teams_webhook_url,
+        "events": 0,
+        "failure_rate": 0,
+        "cb_state": None,
+        "created_at": ts(e.created_at_us),
+        "updated_at": ts(e.updated_at_us),
+    }
+
+
+def subscription(s: Subscription, ep: Endpoint | None) -> dict[str, Any]:
+    flt = s.filter_config.filter or {}
+    return {
+        "uid": s.id,
+        "name": s.name,
+        "type": s.type,
+        "project_id": s.project_id,
+        "endpoint_id": s.endpoint_id,
+        "function": s.function,
+        "delivery_mode": s.delivery_mode.value,
+        "endpoint_metadata": None if ep is None else endpoint(ep),
+        "source_metadata": None,
+        "device_metadata": None,
+        "filter_config": {
+            "event_types": list(s.filter_config.event_types),
+            "filter": {
+                "headers": flt.get("headers") or {},
+                "body": flt.get("body") or {},
+                "query": flt.get("query") or {},
+                "path": flt.get("path") or {},
+                "is_flattened": False,
+            },
+        },
+        "retry_config": s.retry_config,
+        "alert_config": s.alert_config,
+        "rate_limit_config": s.rate_limit_config,
+        "created_at": ts(s.created_at_us),
+        "updated_at": ts(s.updated_at_us),
+    }
+
+
+def event(e: Event) -> dict[str, Any]:
+    return {
+        "uid": e.id,
+        "event_type": e.event_type,
+        "project_id": e.project_id,
+        "kind": e.kind.value,
+        "endpoints": list(e.endpoints),
+        "data": orjson.Fragment(e.data),
+        "headers": {k: [v] for k, v in e.headers.items()},
+        "idempotency_key": e.idempotency_key,
+        "is_duplicate_event": e.is_duplicate_event,
+        "source_id": "",
+        "url_path": "",
+        "url_query_params": "",
+        "status": e.status.value,
+        "acknowledged_at": ts(e.acknowledged_at_us),
+        "created_at": ts(e.created_at_us),
+        "updated_at": ts(e.updated_at_us),
+    }
+
+
+def delivery(d: Delivery) -> dict[str, Any]:
+    latency_s = None if d.latency_us is None else d.latency_us / 1_000_000
+    return {
+        "uid": d.id,
+        "project_id": d.project_id,
+        "event_id": d.event_id,
+        "endpoint_id": d.endpoint_id,
+        "subscription_id": d.subscription_id,
+        "device_id": "",
+        "event_type": d.event_type,
+        "status": d.status.value,
+        "delivery_mode": d.delivery_mode.value,
+        "headers": None,
+        "target_url": "",
+        "url_query_params": "",
+        "idempotency_key": d.idempotency_key,
+        "latency": "" if latency_s is None else f"{latency_s:.6f}s",
+        "latency_seconds": latency_s,
+        "description": d.description,
+        "metadata": {
+            "data": None,
+            "raw": "",
+            "strategy": d.strategy,
+            "next_send_time": ts(d.next_attempt_at_us),
+            "num_trials": d.attempts,
+            "interval_seconds": d.interval_seconds,
+            "retry_limit": d.retry_limit,
+            "max_retry_seconds": d.max_retry_seconds,
+        },
+        "cli_metadata": None,
+        "acknowledged_at": ts(d.created_at_us),
+        "created_at": ts(d.created_at_us),
+        "updated_at": ts(d.updated_at_us),
+    }
+
+
+def _status_line(code: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return f"{code} {HTTPStatus(code).phrase}"
+    except ValueError:
+        return str(code)
+
+
+def attempt(a: Attempt) -> dict[str, Any]:
+    return {
+        "uid": a.id,
+        "msg_id": a.delivery_id,
+        "url": a.url,
+        "method": a.method,
+        "endpoint_id": a.endpoint_id,
+        "project_id": a.project_id,
+        "api_version": "2025-11-24",
+        "ip_address": a.ip_address,
+        "request_http_header": a.request_headers,
+        "response_http_header": a.response_headers,
+        "http_status": _status_line(a.http_status) if a.http_status else "",
+        "response_data": a.response_data,
+        "error": a.error,
+        "status": a.success,
+        "requested_at": ts(a.requested_at_us),
+        "responded_at": ts(a.responded_at_us),
+        "created_at": ts(a.created_at_us),
+        "updated_at": ts(a.created_at_us),
+    }

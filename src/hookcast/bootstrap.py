@@ -1,0 +1,140 @@
+"""The only place that builds concrete pieces (store, sender, worker, app) and runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from hookcast.api.app import create_app
+from hookcast.api.auth import Authenticator
+from hookcast.api.context import ApiContext
+from hookcast.api.ingest import IngestQueue
+from hookcast.delivery.sender import Sender
+from hookcast.delivery.waker import Waker
+from hookcast.delivery.worker import Worker, WorkerOptions
+from hookcast.domain.errors import StoreError
+from hookcast.domain.ports import Store
+from hookcast.settings import Settings
+from hookcast.store import migrate
+from hookcast.store.sqlite import SQLiteStore
+from hookcast.store.urls import is_postgres
+
+log = logging.getLogger("hookcast")
+
+
+def build_store(settings: Settings) -> Store:
+    if is_postgres(settings.database_url):
+        raise StoreError(
+            "PostgreSQL support is not built yet; use the embedded store "
+            "(HOOKCAST_DATABASE_URL=sqlite:///hookcast.db)"
+        )
+    return SQLiteStore(settings.database_url, synchronous=settings.sqlite_synchronous)
+
+
+def run_migrations(settings: Settings) -> str | None:
+    migrate.upgrade(settings.database_url)
+    return migrate.current_revision(settings.database_url)
+
+
+def worker_options(settings: Settings) -> WorkerOptions:
+    return WorkerOptions(
+        concurrency=settings.worker_concurrency,
+        claim_batch=settings.claim_batch,
+        poll_interval_s=settings.poll_interval_s,
+        lease_margin_s=settings.lease_margin_s,
+        completion_flush_ms=settings.completion_flush_ms,
+        shutdown_grace_s=settings.shutdown_grace_s,
+    )
+
+
+@dataclass
+class Running:
+    store: Store
+    runner: web.AppRunner | None
+    ingest: IngestQueue | None
+    worker: Worker | None
+    worker_task: asyncio.Task[None] | None
+    sender: Sender | None
+
+
+async def start(settings: Settings, *, api: bool = True, worker: bool = True) -> Running:
+    store = build_store(settings)
+    await store.open()
+    waker = Waker()
+    running = Running(store, None, None, None, None, None)
+    if worker:
+        sender = Sender(
+            read_bytes=settings.response_read_bytes, capture_bytes=settings.response_capture_bytes
+        )
+        await sender.start()
+        running.sender = sender
+        running.worker = Worker(store, sender, waker, worker_options(settings))
+        running.worker_task = asyncio.create_task(running.worker.run())
+    if api:
+        running.ingest = IngestQueue(
+            store,
+            max_batch=settings.ingest_batch_max,
+            wait_ms=settings.ingest_batch_wait_ms,
+            on_commit=waker.notify,
+        )
+        context = ApiContext(
+            store=store,
+            auth=Authenticator(store, settings.admin_api_key),
+            ingest=running.ingest,
+            readiness=lambda: _readiness(settings, store),
+        )
+        app = create_app(context, max_body_bytes=settings.max_body_bytes)
+        running.runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await running.runner.setup()
+        site = web.TCPSite(running.runner, settings.host, settings.port, backlog=1024)
+        await site.start()
+        log.info("api.listening", extra={"url": f"http://{settings.host}:{settings.port}"})
+    return running
+
+
+async def _readiness(settings: Settings, store: Store) -> str | None:
+    try:
+        await store.list_projects()
+    except Exception as exc:
+        return f"database unreachable: {exc}"
+    current = await asyncio.to_thread(migrate.current_revision, settings.database_url)
+    if current != migrate.head_revision():
+        return f"schema at {current}, expected {migrate.head_revision()}: run `hookcast migrate`"
+    return None
+
+
+async def stop(running: Running) -> None:
+    """Stop taking requests, commit what was accepted, drain the worker, close."""
+    if running.runner is not None:
+        with contextlib.suppress(Exception):
+            await running.runner.shutdown()
+    if running.ingest is not None:
+        await running.ingest.close()
+    if running.runner is not None:
+        await running.runner.cleanup()
+    if running.worker is not None and running.worker_task is not None:
+        running.worker.request_stop()
+        await running.worker_task
+    if running.sender is not None:
+        await running.sender.close()
+    await running.store.close()
+    log.info("hookcast.stopped")
+
+
+async def serve(settings: Settings, *, api: bool = True, worker: bool = True) -> None:
+    """Run until SIGINT or SIGTERM, then shut down cleanly."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    running = await start(settings, api=api, worker=worker)
+    try:
+        await stopping.wait()
+        log.info("hookcast.stopping")
+    finally:
+        await stop(running)

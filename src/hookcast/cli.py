@@ -1,0 +1,225 @@
+"""The ``hookcast`` command. Thin: parse, build settings once, call bootstrap or admin."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+import orjson
+
+from hookcast import __version__, admin, bootstrap, logs
+from hookcast.domain.errors import HookcastError
+from hookcast.domain.models import KeyRole
+from hookcast.settings import Settings
+
+T = TypeVar("T")
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for name in ("database_url", "host", "port"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    return Settings(**overrides)
+
+
+def _print(args: argparse.Namespace, doc: dict[str, Any], text: str) -> None:
+    if getattr(args, "json", False):
+        sys.stdout.write(orjson.dumps(doc).decode() + "\n")
+    else:
+        sys.stdout.write(text + "\n")
+
+
+async def _with_store(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> T:
+    bootstrap.run_migrations(settings)
+    store = bootstrap.build_store(settings)
+    await store.open()
+    try:
+        return await fn(store)
+    finally:
+        await store.close()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    logs.configure(settings.log_level, "text" if args.text_logs else settings.log_format)
+    revision = bootstrap.run_migrations(settings)
+    import logging
+
+    logging.getLogger("hookcast").info(
+        "hookcast.starting",
+        extra={
+            "version": __version__,
+            "database": settings.database_url,
+            "schema": revision,
+            "worker": not args.no_worker,
+        },
+    )
+    _run(bootstrap.serve(settings, api=True, worker=not args.no_worker))
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    logs.configure(settings.log_level, "text" if args.text_logs else settings.log_format)
+    bootstrap.run_migrations(settings)
+    _run(bootstrap.serve(settings, api=False, worker=True))
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    revision = bootstrap.run_migrations(settings)
+    _print(args, {"revision": revision}, f"schema is at revision {revision}")
+    return 0
+
+
+def cmd_project_create(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    config = orjson.loads(args.config) if args.config else None
+
+    async def go(store: Any) -> tuple[Any, Any, str]:
+        return await admin.create_project(store, args.name, config=config)
+
+    project, _, token = _run(_with_store(settings, go))
+    _print(
+        args,
+        {"project_id": project.id, "api_key": token},
+        f"project {project.id} created\napi key (shown once): {token}",
+    )
+    return 0
+
+
+def cmd_project_list(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    projects = _run(_with_store(settings, lambda s: s.list_projects()))
+    rows = [{"project_id": p.id, "name": p.name} for p in projects]
+    if args.json:
+        sys.stdout.write(orjson.dumps(rows).decode() + "\n")
+    else:
+        for row in rows:
+            sys.stdout.write(f"{row['project_id']}  {row['name']}\n")
+    return 0
+
+
+def cmd_apikey_create(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if args.admin == bool(args.project):
+        raise HookcastError("give either --project ID or --admin")
+    role = KeyRole.INSTANCE_ADMIN if args.admin else KeyRole(args.role)
+    expires = None
+    if args.expires_in_days:
+        import time
+
+        expires = time.time_ns() // 1000 + int(args.expires_in_days * 86_400 * 1_000_000)
+
+    async def go(store: Any) -> tuple[Any, str]:
+        return await admin.create_api_key(
+            store,
+            project_id=args.project,
+            role=role,
+            can_broadcast=args.broadcast,
+            name=args.name or "",
+            expires_at_us=expires,
+        )
+
+    key, token = _run(_with_store(settings, go))
+    _print(
+        args,
+        {
+            "key_id": key.id,
+            "api_key": token,
+            "project_id": key.project_id,
+            "role": role.value,
+            "broadcast": key.can_broadcast,
+        },
+        f"api key {key.id} ({role.value}) created\napi key (shown once): {token}",
+    )
+    return 0
+
+
+def _common(p: argparse.ArgumentParser, *, listen: bool = False) -> None:
+    p.add_argument(
+        "--database-url", help="sqlite:///path.db (default ./hookcast.db) or postgresql://…"
+    )
+    if listen:
+        p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+        p.add_argument("--port", type=int, help="port to listen on (default 5005)")
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="hookcast", description="A webhooks gateway.")
+    root.add_argument("--version", action="version", version=f"hookcast {__version__}")
+    sub = root.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the REST API and the delivery worker")
+    _common(p, listen=True)
+    p.add_argument("--no-worker", action="store_true", help="API only")
+    p.add_argument("--text-logs", action="store_true", help="human-readable logs")
+    p.set_defaults(fn=cmd_serve)
+
+    p = sub.add_parser("worker", help="run the delivery worker only")
+    _common(p)
+    p.add_argument("--text-logs", action="store_true", help="human-readable logs")
+    p.set_defaults(fn=cmd_worker)
+
+    p = sub.add_parser("migrate", help="create or upgrade the schema")
+    _common(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_migrate)
+
+    project = sub.add_parser("project", help="manage projects").add_subparsers(
+        dest="action", required=True
+    )
+    p = project.add_parser("create", help="create a project and its first admin key")
+    p.add_argument("name")
+    p.add_argument("--config", help="project settings as JSON, e.g. '{\"strategy\": {...}}'")
+    p.add_argument("--json", action="store_true")
+    _common(p)
+    p.set_defaults(fn=cmd_project_create)
+    p = project.add_parser("list", help="list projects")
+    p.add_argument("--json", action="store_true")
+    _common(p)
+    p.set_defaults(fn=cmd_project_list)
+
+    apikey = sub.add_parser("apikey", help="manage API keys").add_subparsers(
+        dest="action", required=True
+    )
+    p = apikey.add_parser("create", help="create an API key")
+    p.add_argument("--project", help="the project the key belongs to")
+    p.add_argument("--admin", action="store_true", help="an instance admin key (all projects)")
+    p.add_argument("--role", choices=["admin", "publisher", "viewer"], default="admin")
+    p.add_argument("--broadcast", action="store_true", help="grant the broadcast permission")
+    p.add_argument("--name", help="a label for the key")
+    p.add_argument("--expires-in-days", type=float, help="the key stops working after this")
+    p.add_argument("--json", action="store_true")
+    _common(p)
+    p.set_defaults(fn=cmd_apikey_create)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except HookcastError as exc:
+        sys.stderr.write(f"hookcast: {exc.message}\n")
+        return 2
+    except orjson.JSONDecodeError as exc:
+        sys.stderr.write(f"hookcast: --config is not valid JSON: {exc}\n")
+        return 2
+    except KeyboardInterrupt:  # pragma: no cover
+        return 130

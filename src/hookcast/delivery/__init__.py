@@ -1,0 +1,1 @@
+"""Delivery: the claim loop, the one outbound HTTP client, wake-ups."""

@@ -1,0 +1,314 @@
+"""The delivery worker: claim → build request → send under a deadline → classify → record.
+
+Claims are leased batches from the deliveries table; completions are fenced by the lease
+token and written in batches (group commit of attempt records). Polling alone is correct;
+the waker only makes new work start sooner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from hookcast.delivery.sender import Sender, SendResult
+from hookcast.delivery.waker import Waker
+from hookcast.domain.config import StrategyConfig, StrategyType
+from hookcast.domain.ids import new_id
+from hookcast.domain.models import (
+    Attempt,
+    DeliveryMode,
+    DeliveryStatus,
+    EndpointStatus,
+)
+from hookcast.domain.outbound import build_request, loggable_headers
+from hookcast.domain.outcome import OutcomeKind, classify
+from hookcast.domain.ports import ClaimedDelivery, Completion, Store
+from hookcast.domain.retry import decide_after_failure
+
+log = logging.getLogger("hookcast.worker")
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    concurrency: int = 256
+    claim_batch: int = 200
+    poll_interval_s: float = 0.5
+    lease_margin_s: float = 30.0
+    completion_flush_ms: float = 5.0
+    shutdown_grace_s: float = 10.0
+
+
+class Completer:
+    """Collects completions and writes them in batches, one transaction per flush."""
+
+    def __init__(self, store: Store, flush_ms: float, clock: Callable[[], int]) -> None:
+        self._store = store
+        self._flush_s = flush_ms / 1000
+        self._clock = clock
+        self._pending: list[Completion] = []
+        self._lock = asyncio.Lock()
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def add(self, completion: Completion) -> None:
+        self._pending.append(completion)
+        if len(self._pending) >= 256:
+            self._spawn_flush()
+        elif self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self._flush_s, self._spawn_flush)
+
+    def _spawn_flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        task = asyncio.create_task(self.flush())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def flush(self) -> None:
+        async with self._lock:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    lost = len(batch) - await self._store.complete(batch, self._clock())
+                except Exception:
+                    log.exception("delivery.complete_failed", extra={"count": len(batch)})
+                    # leases expire and the deliveries are retried: at-least-once holds
+                    continue
+                if lost:
+                    log.warning("delivery.lease_lost", extra={"count": lost})
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        await self.flush()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class Worker:
+    def __init__(
+        self,
+        store: Store,
+        sender: Sender,
+        waker: Waker,
+        options: WorkerOptions,
+        *,
+        clock: Callable[[], int] = now_us,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._store = store
+        self._sender = sender
+        self._waker = waker
+        self._opt = options
+        self._clock = clock
+        self._rand = rand
+        self._completer = Completer(store, options.completion_flush_ms, clock)
+        self._inflight: dict[asyncio.Task[None], ClaimedDelivery] = {}
+        self._slot_freed = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._token_prefix = new_id()[-10:]
+        self._claims = 0
+
+    # ------------------------------------------------------------ the loop
+
+    async def run(self) -> None:
+        log.info("worker.started", extra={"concurrency": self._opt.concurrency})
+        while not self._stopping.is_set():
+            free = self._opt.concurrency - len(self._inflight)
+            if free <= 0:
+                await self._wait_for_slot()
+                continue
+            want = min(free, self._opt.claim_batch)
+            try:
+                claimed = await self._claim(want)
+            except Exception:
+                log.exception("worker.claim_failed")
+                await self._idle()
+                continue
+            for cd in claimed:
+                task = asyncio.create_task(self._process(cd))
+                self._inflight[task] = cd
+                task.add_done_callback(self._done)
+            if len(claimed) < want:
+                await self._idle()
+        await self._drain()
+
+    async def _claim(self, limit: int) -> list[ClaimedDelivery]:
+        self._claims += 1
+        token = f"{self._token_prefix}-{self._claims}"
+        return await self._store.claim_due(
+            now_us=self._clock(),
+            limit=limit,
+            lease_us=int(self._opt.lease_margin_s * 1_000_000),
+            lease_token=token,
+        )
+
+    async def _idle(self) -> None:
+        # jitter keeps many workers from polling in lock-step
+        timeout = self._opt.poll_interval_s * (0.75 + self._rand() / 2)
+        stop = asyncio.ensure_future(self._stopping.wait())
+        wake = asyncio.ensure_future(self._waker.wait(timeout))
+        try:
+            await asyncio.wait({stop, wake}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for fut in (stop, wake):
+                fut.cancel()
+
+    async def _wait_for_slot(self) -> None:
+        self._slot_freed.clear()
+        if len(self._inflight) >= self._opt.concurrency:
+            stop = asyncio.ensure_future(self._stopping.wait())
+            slot = asyncio.ensure_future(self._slot_freed.wait())
+            try:
+                await asyncio.wait({stop, slot}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stop.cancel()
+                slot.cancel()
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.pop(task, None)
+        self._slot_freed.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("delivery.crashed", exc_info=task.exception())
+
+    # ------------------------------------------------------------ shutdown
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def _drain(self) -> None:
+        """Let in-flight attempts finish up to the grace deadline, then give back leases."""
+        if self._inflight:
+            _, pending = await asyncio.wait(set(self._inflight), timeout=self._opt.shutdown_grace_s)
+            leases = [
+                (cd.delivery.id, cd.lease_token) for t, cd in self._inflight.items() if t in pending
+            ]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            if leases:
+                with contextlib.suppress(Exception):
+                    await self._store.release(leases, self._clock())
+                log.info("worker.leases_released", extra={"count": len(leases)})
+        await self._completer.close()
+        log.info("worker.stopped")
+
+    # ------------------------------------------------------------ one delivery
+
+    async def _process(self, cd: ClaimedDelivery) -> None:
+        skip = self._precheck(cd)
+        endpoint, config = cd.endpoint, cd.project_config
+        if skip is not None or endpoint is None or config is None:
+            self._completer.add(skip or self._final(cd, DeliveryStatus.DISCARDED, "gone", 0))
+            return
+        request = build_request(
+            cd.delivery, endpoint, config, cd.event_data, cd.event_headers, self._clock()
+        )
+        result = await self._sender.send(
+            request.url, request.body, request.headers, float(endpoint.http_timeout)
+        )
+        attempt = self._attempt(cd, request.url, loggable_headers(request), result)
+        self._completer.add(self._decide(cd, result, attempt))
+
+    def _precheck(self, cd: ClaimedDelivery) -> Completion | None:
+        """Deliveries that must not be sent: a Completion for them, else None."""
+        now = self._clock()
+        if cd.endpoint is None or cd.project_config is None:
+            return self._final(cd, DeliveryStatus.DISCARDED, "endpoint was deleted", now)
+        if cd.endpoint.status is not EndpointStatus.ACTIVE:
+            return self._final(
+                cd, DeliveryStatus.DISCARDED, f"endpoint is {cd.endpoint.status.value}", now
+            )
+        if cd.reclaimed and cd.delivery.delivery_mode is DeliveryMode.AT_MOST_ONCE:
+            return self._final(
+                cd, DeliveryStatus.FAILURE, "lease expired during an at-most-once attempt", now
+            )
+        return None
+
+    @staticmethod
+    def _final(cd: ClaimedDelivery, status: DeliveryStatus, why: str, now: int) -> Completion:
+        return Completion(cd.delivery.id, cd.lease_token, status, now, None, why, None)
+
+    def _attempt(
+        self, cd: ClaimedDelivery, url: str, headers: dict[str, str], result: SendResult
+    ) -> Attempt:
+        d = cd.delivery
+        ok = result.status is not None and 200 <= result.status < 300
+        return Attempt(
+            new_id(),
+            d.id,
+            d.project_id,
+            d.endpoint_id,
+            url,
+            "POST",
+            result.ip_address,
+            headers,
+            result.headers,
+            result.status or 0,
+            result.body_excerpt,
+            result.error,
+            ok,
+            result.started_us,
+            result.ended_us,
+            result.ended_us,
+        )
+
+    def _decide(self, cd: ClaimedDelivery, result: SendResult, attempt: Attempt) -> Completion:
+        d = cd.delivery
+        now = self._clock()
+        latency = result.ended_us - result.started_us
+        outcome = classify(result.status, result.error or None, result.headers, now / 1e6)
+        if outcome.kind is OutcomeKind.SUCCESS:
+            return Completion(
+                d.id, cd.lease_token, DeliveryStatus.SUCCESS, now, latency, "", attempt
+            )
+        if outcome.kind is OutcomeKind.DISABLE_ENDPOINT:
+            return Completion(
+                d.id,
+                cd.lease_token,
+                DeliveryStatus.FAILURE,
+                now,
+                latency,
+                "endpoint answered 410 Gone: endpoint disabled",
+                attempt,
+                disable_endpoint=True,
+            )
+        if d.delivery_mode is DeliveryMode.AT_MOST_ONCE and result.status is not None:
+            return Completion(
+                d.id, cd.lease_token, DeliveryStatus.FAILURE, now, latency, outcome.reason, attempt
+            )
+        strategy = StrategyConfig.model_construct(
+            type=StrategyType(d.strategy),
+            duration=d.interval_seconds,
+            retry_count=d.retry_limit,
+            max_retry_seconds=d.max_retry_seconds,
+        )
+        decision = decide_after_failure(
+            attempts_made=d.attempts,
+            retry_limit=d.retry_limit,
+            strategy=strategy,
+            now_us=now,
+            rand=self._rand,
+            retry_after_seconds=outcome.retry_after_seconds,
+        )
+        return Completion(
+            d.id,
+            cd.lease_token,
+            decision.status,
+            decision.next_attempt_at_us or now,
+            latency,
+            f"{outcome.reason}; {decision.reason}" if decision.reason else outcome.reason,
+            attempt,
+        )

@@ -1,0 +1,197 @@
+"""Domain nouns (Convoy's): Project, ApiKey, Endpoint, Subscription, Event, EventDelivery,
+DeliveryAttempt. Frozen dataclasses; statuses are StrEnums whose values are the stored
+(and wire) strings. Times are integer microseconds since the Unix epoch (``*_us``).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from hookcast.domain.config import ProjectConfig
+
+
+class EndpointStatus(enum.StrEnum):
+    ACTIVE = "active"
+    INACTIVE = "inactive"  # disabled (by an operator, or automatically)
+    PAUSED = "paused"
+
+
+class EventStatus(enum.StrEnum):
+    PENDING = "Pending"
+    PROCESSING = "Processing"
+    SUCCESS = "Success"
+    FAILURE = "Failure"
+    RETRY = "Retry"
+
+
+class DeliveryStatus(enum.StrEnum):
+    SCHEDULED = "Scheduled"
+    PROCESSING = "Processing"
+    DISCARDED = "Discarded"
+    FAILURE = "Failure"
+    SUCCESS = "Success"
+    RETRY = "Retry"
+
+
+#: statuses a worker may claim (Processing only once its lease has expired)
+CLAIMABLE = (DeliveryStatus.SCHEDULED, DeliveryStatus.RETRY, DeliveryStatus.PROCESSING)
+FINAL = (DeliveryStatus.SUCCESS, DeliveryStatus.FAILURE, DeliveryStatus.DISCARDED)
+
+
+class EventKind(enum.StrEnum):
+    SINGLE = "single"
+    FANOUT = "fanout"
+    BROADCAST = "broadcast"
+    DYNAMIC = "dynamic"
+
+
+class KeyRole(enum.StrEnum):
+    INSTANCE_ADMIN = "instance_admin"
+    ADMIN = "admin"
+    PUBLISHER = "publisher"
+    VIEWER = "viewer"
+
+
+class DeliveryMode(enum.StrEnum):
+    AT_LEAST_ONCE = "at_least_once"
+    AT_MOST_ONCE = "at_most_once"
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    id: str
+    name: str
+    type: str
+    config: ProjectConfig
+    created_at_us: int
+    updated_at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: str
+    mask: str
+    name: str
+    role: KeyRole
+    project_id: str | None  # None for instance admin keys
+    can_broadcast: bool
+    expires_at_us: int | None
+    revoked_at_us: int | None
+    created_at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    id: str
+    value: str
+    created_at_us: int
+    expires_at_us: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    id: str
+    project_id: str
+    owner_id: str
+    name: str
+    url: str
+    description: str
+    status: EndpointStatus
+    secrets: tuple[Secret, ...]
+    advanced_signatures: bool
+    http_timeout: int
+    rate_limit: int
+    rate_limit_duration: int
+    content_type: str
+    authentication: dict[str, Any] | None
+    support_email: str
+    slack_webhook_url: str
+    teams_webhook_url: str
+    created_at_us: int
+    updated_at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class FilterConfig:
+    event_types: tuple[str, ...] = ("*",)
+    filter: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    id: str
+    project_id: str
+    endpoint_id: str
+    name: str
+    type: str
+    filter_config: FilterConfig
+    alert_config: dict[str, Any] | None
+    retry_config: dict[str, Any] | None
+    rate_limit_config: dict[str, Any] | None
+    delivery_mode: DeliveryMode
+    function: str
+    created_at_us: int
+    updated_at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: str
+    project_id: str
+    kind: EventKind
+    event_type: str
+    data: bytes  # compact JSON, exactly the bytes sent to endpoints
+    headers: dict[str, str]
+    idempotency_key: str
+    is_duplicate_event: bool
+    endpoints: tuple[str, ...]
+    status: EventStatus
+    api_key_id: str | None
+    acknowledged_at_us: int
+    created_at_us: int
+    updated_at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    id: str
+    project_id: str
+    event_id: str
+    endpoint_id: str
+    subscription_id: str
+    event_type: str
+    status: DeliveryStatus
+    delivery_mode: DeliveryMode
+    idempotency_key: str
+    attempts: int
+    retry_limit: int
+    strategy: str
+    interval_seconds: int
+    max_retry_seconds: int
+    next_attempt_at_us: int
+    latency_us: int | None
+    description: str
+    created_at_us: int
+    updated_at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    id: str
+    delivery_id: str
+    project_id: str
+    endpoint_id: str
+    url: str
+    method: str
+    ip_address: str
+    request_headers: dict[str, str]
+    response_headers: dict[str, str]
+    http_status: int  # 0 when no response was received
+    response_data: str
+    error: str
+    success: bool
+    requested_at_us: int
+    responded_at_us: int
+    created_at_us: int

@@ -1,0 +1,168 @@
+"""The store port: what every store offers the API (reads and writes) and the worker (the queue).
+
+Inputs and outputs are domain values. Each dialect implements :class:`Store` in its own
+module, with all of its SQL there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from hookcast.domain.config import ProjectConfig, StrategyConfig
+from hookcast.domain.errors import HookcastError
+from hookcast.domain.models import (
+    ApiKey,
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    Endpoint,
+    Event,
+    EventKind,
+    Project,
+    Subscription,
+)
+from hookcast.domain.paging import Page, PageRequest
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """One publish request, already validated and serialised by the API."""
+
+    id: str
+    project_id: str
+    kind: EventKind
+    event_type: str
+    data: bytes
+    parsed: Any  # the decoded ``data``, for payload filters (never stored)
+    headers: dict[str, str]
+    idempotency_key: str
+    api_key_id: str | None
+    acknowledged_at_us: int
+    strategy: StrategyConfig
+    multiple_endpoint_subscriptions: bool = False
+    endpoint_id: str | None = None  # single
+    owner_id: str = ""  # fanout
+    # dynamic: the endpoint and subscription are found or created from these
+    url: str = ""
+    secret: str = ""
+    event_types: tuple[str, ...] = ("*",)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    event_id: str
+    is_duplicate: bool = False
+    deliveries: int = 0
+    error: HookcastError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    endpoint_ids: tuple[str, ...] = ()
+    idempotency_key: str | None = None
+    query: str | None = None
+    source_ids: tuple[str, ...] = ()
+    start_us: int | None = None
+    end_us: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFilter:
+    endpoint_ids: tuple[str, ...] = ()
+    event_id: str | None = None
+    subscription_id: str | None = None
+    idempotency_key: str | None = None
+    statuses: tuple[DeliveryStatus, ...] = ()
+    event_type: str | None = None
+    start_us: int | None = None
+    end_us: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    """A leased delivery with everything needed to send it."""
+
+    delivery: Delivery
+    lease_token: str
+    reclaimed: bool  # the previous lease expired while Processing
+    event_data: bytes
+    event_headers: dict[str, str]
+    endpoint: Endpoint | None
+    project_config: ProjectConfig | None
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """The fenced outcome of one claimed delivery, with its attempt record."""
+
+    delivery_id: str
+    lease_token: str
+    status: DeliveryStatus
+    due_at_us: int
+    latency_us: int | None
+    description: str
+    attempt: Attempt | None
+    disable_endpoint: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointUpdate:
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+
+    # projects and keys
+    async def create_project(self, project: Project) -> None: ...
+    async def list_projects(self) -> list[Project]: ...
+    async def get_project(self, project_id: str) -> Project | None: ...
+    async def update_project(self, project: Project) -> None: ...
+    async def delete_project(self, project_id: str) -> bool: ...
+    async def create_api_key(self, key: ApiKey, key_hash: str) -> None: ...
+    async def find_api_key(self, mask: str) -> tuple[ApiKey, str] | None: ...
+
+    # endpoints and subscriptions
+    async def create_endpoint(self, endpoint: Endpoint) -> None: ...
+    async def get_endpoint(self, project_id: str, endpoint_id: str) -> Endpoint | None: ...
+    async def list_endpoints(
+        self, project_id: str, owner_id: str | None, q: str | None, page: PageRequest
+    ) -> Page[Endpoint]: ...
+    async def update_endpoint(self, endpoint: Endpoint) -> None: ...
+    async def delete_endpoint(self, project_id: str, endpoint_id: str) -> bool: ...
+    async def create_subscription(self, sub: Subscription, *, allow_multiple: bool) -> None: ...
+    async def get_subscription(self, project_id: str, sub_id: str) -> Subscription | None: ...
+    async def list_subscriptions(
+        self, project_id: str, endpoint_ids: Sequence[str], name: str | None, page: PageRequest
+    ) -> Page[Subscription]: ...
+    async def update_subscription(self, sub: Subscription) -> None: ...
+    async def delete_subscription(self, project_id: str, sub_id: str) -> bool: ...
+
+    # events, deliveries, attempts
+    async def ingest(self, batch: Sequence[NewEvent]) -> list[IngestResult]: ...
+    async def get_event(self, project_id: str, event_id: str) -> Event | None: ...
+    async def list_events(
+        self, project_id: str, flt: EventFilter, page: PageRequest
+    ) -> Page[Event]: ...
+    async def get_delivery(self, project_id: str, delivery_id: str) -> Delivery | None: ...
+    async def list_deliveries(
+        self, project_id: str, flt: DeliveryFilter, page: PageRequest
+    ) -> Page[Delivery]: ...
+    async def requeue_delivery(
+        self, project_id: str, delivery_id: str, expected: Sequence[DeliveryStatus], now_us: int
+    ) -> Delivery | None: ...
+    async def list_attempts(self, project_id: str, delivery_id: str) -> list[Attempt]: ...
+    async def get_attempt(
+        self, project_id: str, delivery_id: str, attempt_id: str
+    ) -> Attempt | None: ...
+
+    # the queue
+    async def claim_due(
+        self, *, now_us: int, limit: int, lease_us: int, lease_token: str
+    ) -> list[ClaimedDelivery]: ...
+    async def complete(self, completions: Sequence[Completion], now_us: int) -> int: ...
+    async def release(self, leases: Sequence[tuple[str, str]], now_us: int) -> int: ...
+    async def next_due_at(self) -> int | None: ...

@@ -1,0 +1,71 @@
+"""Which endpoints an event goes to: pure selection over candidate subscriptions.
+
+Every kind of event (single, fan-out, broadcast, dynamic) ends here: given an endpoint's
+subscriptions, the first one (by id) whose filter matches the event wins, so an endpoint
+gets at most one delivery per event however many of its subscriptions match.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from hookcast.domain.errors import ValidationError
+from hookcast.domain.filters import (
+    CompiledSubscriptionFilter,
+    compile_subscription_filter,
+    safe_matches,
+)
+from hookcast.domain.models import Subscription
+
+_CACHE_SIZE = 50_000
+
+
+class FilterCache:
+    """Compiled filters keyed by (subscription id, updated_at): a change recompiles."""
+
+    def __init__(self, size: int = _CACHE_SIZE) -> None:
+        self._size = size
+        self._items: OrderedDict[tuple[str, int], CompiledSubscriptionFilter | None] = OrderedDict()
+
+    def get(self, sub: Subscription) -> CompiledSubscriptionFilter | None:
+        """The compiled filter, or None when the stored filter is not valid."""
+        key = (sub.id, sub.updated_at_us)
+        if key in self._items:
+            return self._items[key]
+        doc = {
+            "event_types": list(sub.filter_config.event_types),
+            "filter": sub.filter_config.filter,
+        }
+        try:
+            found: CompiledSubscriptionFilter | None = compile_subscription_filter(doc)
+        except ValidationError:
+            found = None
+        self._items[key] = found
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
+        return found
+
+
+def first_match(
+    subs: Sequence[Subscription],
+    event_type: str,
+    body: Any,
+    headers: Mapping[str, str],
+    cache: FilterCache,
+) -> Subscription | None:
+    """The first subscription (in the given order) that matches; a subscription whose filter
+    cannot be compiled or evaluated is skipped, never fatal."""
+    for sub in subs:
+        compiled = cache.get(sub)
+        if compiled is not None and safe_matches(compiled, event_type, body, headers):
+            return sub
+    return None
+
+
+def group_by_endpoint(subs: Iterable[Subscription]) -> dict[str, list[Subscription]]:
+    grouped: dict[str, list[Subscription]] = {}
+    for sub in subs:
+        grouped.setdefault(sub.endpoint_id, []).append(sub)
+    return grouped

@@ -1,0 +1,195 @@
+"""Payload signatures: Convoy's ``X-Convoy-Signature`` and the Standard Webhooks headers.
+
+Everything here runs once per delivery, so each function does the least it can: one
+one-shot HMAC per secret and per signature version, and nothing cached at module level
+that depends on a secret. Time and randomness come in as arguments; this module never
+reads the clock or an entropy source on its own.
+
+Convoy's two header forms:
+
+* simple: the encoded HMAC of the body under the newest secret, e.g. ``9f2c...``;
+* advanced: ``t=<unix seconds>,v1=<sig>,v1=<sig>,v2=<sig>``, where every signature covers
+  ``"<t>," + body``, the ``vN`` label is the 1-based position of the signature version in
+  the project's list, and each version carries one value per live secret (so a receiver
+  keeps verifying while secrets rotate).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+HashName = Literal["SHA256", "SHA512"]
+Encoding = Literal["hex", "base64"]
+
+_DIGEST_NAMES: dict[str, str] = {"SHA256": "sha256", "SHA512": "sha512"}
+_WHSEC_PREFIX = "whsec_"
+
+
+def _mac(key: bytes, message: bytes, hash_name: HashName) -> bytes:
+    return hmac.digest(key, message, _DIGEST_NAMES[hash_name])
+
+
+def _encode(digest: bytes, encoding: Encoding) -> str:
+    if encoding == "hex":
+        return digest.hex()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def _convoy_value(secret: str, message: bytes, hash_name: HashName, encoding: Encoding) -> str:
+    return _encode(_mac(secret.encode("utf-8"), message, hash_name), encoding)
+
+
+def _advanced_message(timestamp: int, payload: bytes) -> bytes:
+    return b"%d," % timestamp + payload
+
+
+def convoy_signature(
+    payload: bytes,
+    secrets: Sequence[str],
+    *,
+    timestamp: int,
+    advanced: bool,
+    versions: Sequence[tuple[HashName, Encoding]] = (("SHA256", "hex"),),
+) -> str:
+    """Build the value of Convoy's signature header for one delivery.
+
+    ``secrets`` are the endpoint's live secrets, oldest first; each is used as an HMAC key
+    through its UTF-8 bytes. In simple mode only the newest secret and the newest (last)
+    version count, and ``timestamp`` is ignored. In advanced mode every version signs the
+    timestamped body with every secret, versions outermost, secrets in the order given.
+    Raises ``ValueError`` when there is no secret or no version to sign with.
+    """
+    if not secrets:
+        raise ValueError("an endpoint needs at least one secret to sign a payload")
+    if not versions:
+        raise ValueError("at least one signature version is needed")
+    if not advanced:
+        hash_name, encoding = versions[-1]
+        return _convoy_value(secrets[-1], payload, hash_name, encoding)
+    message = _advanced_message(timestamp, payload)
+    parts = [f"t={timestamp}"]
+    for index, (hash_name, encoding) in enumerate(versions, start=1):
+        label = f"v{index}="
+        parts.extend(label + _convoy_value(s, message, hash_name, encoding) for s in secrets)
+    return ",".join(parts)
+
+
+def _parse_advanced(header_value: str) -> tuple[int, list[str]] | None:
+    """Split an advanced header into its timestamp and its ``v1`` values, or None if the
+    header is malformed (no timestamp, two timestamps, or a non-numeric one)."""
+    timestamp: int | None = None
+    v1_values: list[str] = []
+    for part in header_value.split(","):
+        label, sep, value = part.strip().partition("=")
+        if not sep:
+            return None
+        if label == "t":
+            if timestamp is not None or not (value.isascii() and value.isdigit()):
+                return None
+            timestamp = int(value)
+        elif label == "v1":
+            v1_values.append(value)
+    if timestamp is None:
+        return None
+    return timestamp, v1_values
+
+
+def _matches_any(candidates: Sequence[str], expected: Sequence[str]) -> bool:
+    """Constant-time comparison of every candidate against every expected value; the loop
+    does not stop early, so timing reveals nothing about which one matched."""
+    found = False
+    for candidate in candidates:
+        given = candidate.encode("utf-8", "replace")
+        for value in expected:
+            found |= hmac.compare_digest(given, value.encode("ascii"))
+    return found
+
+
+def verify_convoy_signature(
+    payload: bytes,
+    header_value: str,
+    secrets: Sequence[str],
+    *,
+    now: int,
+    tolerance: int = 300,
+    advanced: bool,
+    hash_name: HashName = "SHA256",
+    encoding: Encoding = "hex",
+) -> bool:
+    """Check a Convoy signature header the way a receiving endpoint would.
+
+    Any of ``secrets`` may have produced the signature (a receiver keeps its old secret
+    while a rotation is under way). Advanced headers are accepted only when their
+    timestamp lies within ``tolerance`` seconds of ``now``, in either direction, and one of
+    their ``v1`` values matches; ``hash_name`` and ``encoding`` describe that ``v1``
+    version. Malformed headers return False rather than raising. Raises ``ValueError``
+    when ``secrets`` is empty, since nothing could ever verify.
+    """
+    if not secrets:
+        raise ValueError("at least one secret is needed to verify a signature")
+    if not advanced:
+        expected = [_convoy_value(s, payload, hash_name, encoding) for s in secrets]
+        return _matches_any([header_value.strip()], expected)
+    parsed = _parse_advanced(header_value)
+    if parsed is None:
+        return False
+    timestamp, v1_values = parsed
+    if abs(now - timestamp) > tolerance or not v1_values:
+        return False
+    message = _advanced_message(timestamp, payload)
+    expected = [_convoy_value(s, message, hash_name, encoding) for s in secrets]
+    return _matches_any(v1_values, expected)
+
+
+def standard_webhooks_key(secret: str) -> bytes:
+    """Turn an endpoint secret into a Standard Webhooks HMAC key.
+
+    A ``whsec_``-prefixed secret carries its key in standard base64 after the prefix (the
+    padding may be left off); any other secret is used as its UTF-8 bytes. Raises
+    ``ValueError`` when the base64 is invalid or the resulting key is empty.
+    """
+    if secret.startswith(_WHSEC_PREFIX):
+        encoded = secret[len(_WHSEC_PREFIX) :]
+        encoded += "=" * (-len(encoded) % 4)
+        try:
+            key = base64.b64decode(encoded, validate=True)
+        except binascii.Error as exc:
+            raise ValueError("the whsec_ secret is not valid base64") from exc
+    else:
+        key = secret.encode("utf-8")
+    if not key:
+        raise ValueError("an empty secret cannot sign anything")
+    return key
+
+
+def standard_webhooks_headers(
+    msg_id: str, timestamp: int, payload: bytes, keys: Sequence[bytes]
+) -> dict[str, str]:
+    """The three Standard Webhooks headers for one message.
+
+    Each key contributes one ``v1,<base64 HMAC-SHA256>`` entry over
+    ``"<msg_id>.<timestamp>." + payload``; entries are separated by single spaces so a
+    receiver holding any one of the keys can verify. Raises ``ValueError`` without keys.
+    """
+    if not keys:
+        raise ValueError("at least one key is needed to sign a message")
+    message = f"{msg_id}.{timestamp}.".encode() + payload
+    signatures = " ".join(
+        "v1," + base64.b64encode(_mac(key, message, "SHA256")).decode("ascii") for key in keys
+    )
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signatures,
+    }
+
+
+def generate_secret(randbytes: Callable[[int], bytes]) -> str:
+    """A fresh Standard Webhooks style secret: ``whsec_`` and 32 random bytes in padded
+    standard base64. The caller supplies the random source (``secrets.token_bytes`` in
+    production, something fixed in tests)."""
+    return _WHSEC_PREFIX + base64.b64encode(randbytes(32)).decode("ascii")

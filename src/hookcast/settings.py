@@ -1,0 +1,67 @@
+"""Process settings, from ``HOOKCAST_*`` environment variables and CLI flags.
+
+Built once in :func:`hookcast.cli.main` and passed down; nothing reads the environment
+at import time.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HOOKCAST_", extra="ignore")
+
+    database_url: str = "sqlite:///hookcast.db"
+    host: str = "127.0.0.1"
+    port: int = Field(default=5005, ge=0, le=65535)
+
+    #: an instance admin key, accepted besides those from ``hookcast apikey create --admin``
+    admin_api_key: str = ""
+
+    #: networks deliveries may reach even when the SSRF guard would refuse them
+    allowed_networks: str = ""
+
+    #: request bodies above this many bytes get 413
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+    # group commit of ingest: a batch closes at this many events or after this wait
+    ingest_batch_max: int = Field(default=500, ge=1)
+    ingest_batch_wait_ms: float = Field(default=1.0, ge=0)
+
+    # the delivery worker
+    worker_concurrency: int = Field(default=256, ge=1)
+    claim_batch: int = Field(default=200, ge=1)
+    poll_interval_s: float = Field(default=0.5, gt=0)
+    lease_margin_s: float = Field(default=30.0, gt=0)
+    completion_flush_ms: float = Field(default=5.0, ge=0)
+    response_capture_bytes: int = Field(default=4096, ge=0)
+    response_read_bytes: int = Field(default=65_536, ge=0)
+    shutdown_grace_s: float = Field(default=10.0, ge=0)
+
+    #: SQLite durability: FULL syncs every group commit (cheap when batched)
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"HOOKCAST_ALLOWED_NETWORKS: {part!r} is not a CIDR") from exc
+        return value
+
+    def allowed_network_list(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [
+            ipaddress.ip_network(p.strip(), strict=False)
+            for p in self.allowed_networks.split(",")
+            if p.strip()
+        ]

@@ -1,0 +1,1 @@
+"""Persistence: one module per SQL dialect; the deliveries table is the queue."""

@@ -1,0 +1,189 @@
+"""The declared schema (SQLAlchemy Core). Alembic migrations must produce exactly this;
+a test compares ``upgrade head`` with it on every store.
+
+Times are integer microseconds since the Unix epoch. JSON documents are stored as text so
+both dialects read them the same way. Deliveries carry no foreign keys: the table is a
+hot queue, and a delivery whose endpoint was deleted is discarded by the worker.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+metadata = MetaData()
+
+ID = String(26)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("type", String(20), nullable=False, server_default="outgoing"),
+    Column("config", Text, nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+    Column("updated_at_us", BigInteger, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("mask", String(32), nullable=False, unique=True),
+    Column("key_hash", String(128), nullable=False),
+    Column("name", String(200), nullable=False, server_default=""),
+    Column("role", String(20), nullable=False),
+    Column("project_id", ID, nullable=True, index=True),
+    Column("can_broadcast", Boolean, nullable=False, server_default=text("false")),
+    Column("expires_at_us", BigInteger, nullable=True),
+    Column("revoked_at_us", BigInteger, nullable=True),
+    Column("created_at_us", BigInteger, nullable=False),
+)
+
+endpoints = Table(
+    "endpoints",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("project_id", ID, nullable=False),
+    Column("owner_id", String(200), nullable=False, server_default=""),
+    Column("name", String(200), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("status", String(20), nullable=False),
+    Column("secrets", Text, nullable=False),
+    Column("advanced_signatures", Boolean, nullable=False),
+    Column("http_timeout", Integer, nullable=False),
+    Column("rate_limit", Integer, nullable=False, server_default="0"),
+    Column("rate_limit_duration", Integer, nullable=False, server_default="0"),
+    Column("content_type", String(100), nullable=False),
+    Column("authentication", Text, nullable=True),
+    Column("support_email", String(320), nullable=False, server_default=""),
+    Column("slack_webhook_url", Text, nullable=False, server_default=""),
+    Column("teams_webhook_url", Text, nullable=False, server_default=""),
+    Column("created_at_us", BigInteger, nullable=False),
+    Column("updated_at_us", BigInteger, nullable=False),
+    Index("ix_endpoints_project_owner", "project_id", "owner_id", "id"),
+    Index("ix_endpoints_project_id", "project_id", "id"),
+)
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("project_id", ID, nullable=False),
+    Column("endpoint_id", ID, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("type", String(20), nullable=False, server_default="api"),
+    Column("filter_config", Text, nullable=False),
+    Column("alert_config", Text, nullable=True),
+    Column("retry_config", Text, nullable=True),
+    Column("rate_limit_config", Text, nullable=True),
+    Column("delivery_mode", String(20), nullable=False),
+    Column("function", Text, nullable=False, server_default=""),
+    Column("created_at_us", BigInteger, nullable=False),
+    Column("updated_at_us", BigInteger, nullable=False),
+    Index("ix_subscriptions_endpoint", "endpoint_id", "id"),
+    Index("ix_subscriptions_project_id", "project_id", "id"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("project_id", ID, nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("event_type", String(200), nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("headers", Text, nullable=False),
+    Column("idempotency_key", String(200), nullable=False, server_default=""),
+    Column("is_duplicate_event", Boolean, nullable=False, server_default=text("false")),
+    Column("endpoints", Text, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("failure_reason", Text, nullable=False, server_default=""),
+    Column("api_key_id", ID, nullable=True),
+    Column("owner_id", String(200), nullable=False, server_default=""),
+    # broadcast fan-out: the keyset cursor of the next chunk and its lease
+    Column("fanout_cursor", ID, nullable=True),
+    Column("fanout_lease_token", String(40), nullable=True),
+    Column("fanout_due_at_us", BigInteger, nullable=True),
+    Column("acknowledged_at_us", BigInteger, nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+    Column("updated_at_us", BigInteger, nullable=False),
+    Index("ix_events_project_id", "project_id", "id"),
+    Index("ix_events_project_idempotency", "project_id", "idempotency_key"),
+    Index(
+        "ix_events_fanout_due",
+        "fanout_due_at_us",
+        sqlite_where=text("fanout_due_at_us IS NOT NULL"),
+        postgresql_where=text("fanout_due_at_us IS NOT NULL"),
+    ),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("project_id", ID, nullable=False),
+    Column("event_id", ID, nullable=False),
+    Column("endpoint_id", ID, nullable=False),
+    Column("subscription_id", ID, nullable=False),
+    Column("event_type", String(200), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("delivery_mode", String(20), nullable=False),
+    Column("idempotency_key", String(200), nullable=False, server_default=""),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("retry_limit", Integer, nullable=False),
+    Column("strategy", String(20), nullable=False),
+    Column("interval_seconds", Integer, nullable=False),
+    Column("max_retry_seconds", Integer, nullable=False),
+    # the queue key: next attempt time while Scheduled/Retry, lease expiry while Processing
+    Column("due_at_us", BigInteger, nullable=False),
+    Column("lease_token", String(40), nullable=True),
+    Column("latency_us", BigInteger, nullable=True),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("created_at_us", BigInteger, nullable=False),
+    Column("updated_at_us", BigInteger, nullable=False),
+    Index(
+        "ix_deliveries_due",
+        "due_at_us",
+        sqlite_where=text("status IN ('Scheduled', 'Retry', 'Processing')"),
+        postgresql_where=text("status IN ('Scheduled', 'Retry', 'Processing')"),
+    ),
+    Index("ix_deliveries_project_id", "project_id", "id"),
+    Index("ix_deliveries_event", "event_id", "endpoint_id"),
+    Index("ix_deliveries_endpoint", "endpoint_id", "id"),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("delivery_id", ID, nullable=False),
+    Column("project_id", ID, nullable=False),
+    Column("endpoint_id", ID, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("method", String(10), nullable=False),
+    Column("ip_address", String(64), nullable=False, server_default=""),
+    Column("request_headers", Text, nullable=False),
+    Column("response_headers", Text, nullable=False),
+    Column("http_status", Integer, nullable=False),
+    Column("response_data", Text, nullable=False, server_default=""),
+    Column("error", Text, nullable=False, server_default=""),
+    Column("success", Boolean, nullable=False),
+    Column("requested_at_us", BigInteger, nullable=False),
+    Column("responded_at_us", BigInteger, nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+    Index("ix_attempts_delivery", "delivery_id", "id"),
+)

@@ -1,0 +1,1222 @@
+"""The embedded store: one SQLite file in WAL mode.
+
+All SQL for SQLite lives here. Every store call runs as one plain function on a database
+thread with the stdlib driver, so a whole transaction (a claim, a group commit of a batch
+of events) costs one hop between the event loop and the thread. Writes go through one
+writer thread and connection; reads have their own thread and connection, which WAL lets
+run beside the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from hookcast.domain.config import ProjectConfig
+from hookcast.domain.errors import ConflictError, NotFoundError, StoreError, ValidationError
+from hookcast.domain.ids import new_id
+from hookcast.domain.models import (
+    ApiKey,
+    Attempt,
+    Delivery,
+    DeliveryMode,
+    DeliveryStatus,
+    Endpoint,
+    EndpointStatus,
+    Event,
+    EventKind,
+    EventStatus,
+    FilterConfig,
+    KeyRole,
+    Project,
+    Secret,
+    Subscription,
+)
+from hookcast.domain.paging import Direction, Page, PageRequest
+from hookcast.domain.ports import (
+    ClaimedDelivery,
+    Completion,
+    DeliveryFilter,
+    EventFilter,
+    IngestResult,
+    NewEvent,
+)
+from hookcast.domain.routing import FilterCache, first_match, group_by_endpoint
+from hookcast.store.urls import sqlite_path
+
+T = TypeVar("T")
+
+
+def connect(path: str, *, synchronous: str = "FULL") -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("PRAGMA foreign_keys=OFF")
+    conn.execute("PRAGMA cache_size=-65536")
+    conn.execute("PRAGMA temp_store=MEMORY")
+    return conn
+
+
+class _DbThread:
+    """One thread owning one connection; callables run there in submission order."""
+
+    def __init__(self, path: str, name: str, synchronous: str) -> None:
+        self._path = path
+        self._synchronous = synchronous
+        self._local = threading.local()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self.conn: sqlite3.Connection | None = None
+
+    def _open(self) -> None:
+        self.conn = connect(self._path, synchronous=self._synchronous)
+
+    async def start(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._open)
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._call, fn)
+
+    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self.conn
+        if conn is None:
+            raise StoreError("the store is closed")
+        try:
+            return fn(conn)
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreError(f"database error: {exc}") from exc
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    async def stop(self) -> None:
+        def close() -> None:
+            if self.conn is not None:
+                self.conn.close()
+                self.conn = None
+
+        await asyncio.get_running_loop().run_in_executor(self._pool, close)
+        self._pool.shutdown(wait=True)
+
+
+# ---------------------------------------------------------------- row mapping
+
+_PROJECT_COLS = "id, name, type, config, created_at_us, updated_at_us"
+_KEY_COLS = (
+    "id, mask, name, role, project_id, can_broadcast, expires_at_us, revoked_at_us, "
+    "created_at_us, key_hash"
+)
+_ENDPOINT_COLS = (
+    "id, project_id, owner_id, name, url, description, status, secrets, advanced_signatures, "
+    "http_timeout, rate_limit, rate_limit_duration, content_type, authentication, "
+    "support_email, slack_webhook_url, teams_webhook_url, created_at_us, updated_at_us"
+)
+_SUB_COLS = (
+    "id, project_id, endpoint_id, name, type, filter_config, alert_config, retry_config, "
+    "rate_limit_config, delivery_mode, function, created_at_us, updated_at_us"
+)
+_EVENT_COLS = (
+    "id, project_id, kind, event_type, data, headers, idempotency_key, is_duplicate_event, "
+    "endpoints, status, api_key_id, acknowledged_at_us, created_at_us, updated_at_us"
+)
+_DELIVERY_COLS = (
+    "id, project_id, event_id, endpoint_id, subscription_id, event_type, status, "
+    "delivery_mode, idempotency_key, attempts, retry_limit, strategy, interval_seconds, "
+    "max_retry_seconds, due_at_us, latency_us, description, created_at_us, updated_at_us"
+)
+_ATTEMPT_COLS = (
+    "id, delivery_id, project_id, endpoint_id, url, method, ip_address, request_headers, "
+    "response_headers, http_status, response_data, error, success, requested_at_us, "
+    "responded_at_us, created_at_us"
+)
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _load(text: str | None) -> Any:
+    return None if text is None else orjson.loads(text)
+
+
+def _project(r: Sequence[Any]) -> Project:
+    return Project(r[0], r[1], r[2], ProjectConfig.model_validate_json(r[3]), r[4], r[5])
+
+
+def _key(r: Sequence[Any]) -> ApiKey:
+    return ApiKey(r[0], r[1], r[2], KeyRole(r[3]), r[4], bool(r[5]), r[6], r[7], r[8])
+
+
+def _secrets_to_json(secrets: Iterable[Secret]) -> str:
+    return _json(
+        [
+            {
+                "id": s.id,
+                "value": s.value,
+                "created_at_us": s.created_at_us,
+                "expires_at_us": s.expires_at_us,
+            }
+            for s in secrets
+        ]
+    )
+
+
+def _secrets(text: str) -> tuple[Secret, ...]:
+    return tuple(
+        Secret(d["id"], d["value"], d["created_at_us"], d.get("expires_at_us"))
+        for d in orjson.loads(text)
+    )
+
+
+def _endpoint(r: Sequence[Any]) -> Endpoint:
+    return Endpoint(
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        r[5],
+        EndpointStatus(r[6]),
+        _secrets(r[7]),
+        bool(r[8]),
+        r[9],
+        r[10],
+        r[11],
+        r[12],
+        _load(r[13]),
+        r[14],
+        r[15],
+        r[16],
+        r[17],
+        r[18],
+    )
+
+
+def _endpoint_row(e: Endpoint) -> tuple[Any, ...]:
+    return (
+        e.id,
+        e.project_id,
+        e.owner_id,
+        e.name,
+        e.url,
+        e.description,
+        e.status.value,
+        _secrets_to_json(e.secrets),
+        e.advanced_signatures,
+        e.http_timeout,
+        e.rate_limit,
+        e.rate_limit_duration,
+        e.content_type,
+        None if e.authentication is None else _json(e.authentication),
+        e.support_email,
+        e.slack_webhook_url,
+        e.teams_webhook_url,
+        e.created_at_us,
+        e.updated_at_us,
+    )
+
+
+def _subscription(r: Sequence[Any]) -> Subscription:
+    fc = orjson.loads(r[5])
+    return Subscription(
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        FilterConfig(tuple(fc.get("event_types") or ("*",)), fc.get("filter") or {}),
+        _load(r[6]),
+        _load(r[7]),
+        _load(r[8]),
+        DeliveryMode(r[9]),
+        r[10],
+        r[11],
+        r[12],
+    )
+
+
+def _subscription_row(s: Subscription) -> tuple[Any, ...]:
+    fc = {"event_types": list(s.filter_config.event_types), "filter": s.filter_config.filter}
+    return (
+        s.id,
+        s.project_id,
+        s.endpoint_id,
+        s.name,
+        s.type,
+        _json(fc),
+        None if s.alert_config is None else _json(s.alert_config),
+        None if s.retry_config is None else _json(s.retry_config),
+        None if s.rate_limit_config is None else _json(s.rate_limit_config),
+        s.delivery_mode.value,
+        s.function,
+        s.created_at_us,
+        s.updated_at_us,
+    )
+
+
+def _event(r: Sequence[Any]) -> Event:
+    return Event(
+        r[0],
+        r[1],
+        EventKind(r[2]),
+        r[3],
+        bytes(r[4]),
+        orjson.loads(r[5]),
+        r[6],
+        bool(r[7]),
+        tuple(orjson.loads(r[8])),
+        EventStatus(r[9]),
+        r[10],
+        r[11],
+        r[12],
+        r[13],
+    )
+
+
+def _delivery(r: Sequence[Any]) -> Delivery:
+    return Delivery(
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        r[5],
+        DeliveryStatus(r[6]),
+        DeliveryMode(r[7]),
+        r[8],
+        r[9],
+        r[10],
+        r[11],
+        r[12],
+        r[13],
+        r[14],
+        r[15],
+        r[16],
+        r[17],
+        r[18],
+    )
+
+
+def _attempt(r: Sequence[Any]) -> Attempt:
+    return Attempt(
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        r[5],
+        r[6],
+        orjson.loads(r[7]),
+        orjson.loads(r[8]),
+        r[9],
+        r[10],
+        r[11],
+        bool(r[12]),
+        r[13],
+        r[14],
+        r[15],
+    )
+
+
+def _attempt_row(a: Attempt) -> tuple[Any, ...]:
+    return (
+        a.id,
+        a.delivery_id,
+        a.project_id,
+        a.endpoint_id,
+        a.url,
+        a.method,
+        a.ip_address,
+        _json(a.request_headers),
+        _json(a.response_headers),
+        a.http_status,
+        a.response_data,
+        a.error,
+        a.success,
+        a.requested_at_us,
+        a.responded_at_us,
+        a.created_at_us,
+    )
+
+
+# ---------------------------------------------------------------- pagination
+
+
+def _paged(
+    conn: sqlite3.Connection,
+    table: str,
+    cols: str,
+    where: list[str],
+    params: list[Any],
+    page: PageRequest,
+    mapper: Callable[[Sequence[Any]], T],
+) -> Page[T]:
+    """Keyset pagination on ``id`` in Convoy's shape (fetch one extra row)."""
+    base = " AND ".join(where) if where else "1=1"
+    desc = page.descending
+    if page.direction is Direction.PREV and page.prev_cursor:
+        # walk backwards from the cursor, then present in the page's usual order
+        # prev_page_cursor is the first item of the current page: the page before it
+        # ends just before that item (exclusive), whereas next cursors are inclusive
+        op, order = (">", "ASC") if desc else ("<", "DESC")
+        cursor: str | None = page.prev_cursor
+    else:
+        op, order = ("<=", "DESC") if desc else (">=", "ASC")
+        cursor = page.next_cursor
+    sql = f"SELECT {cols} FROM {table} WHERE {base}"
+    args = list(params)
+    if cursor:
+        sql += f" AND id {op} ?"
+        args.append(cursor)
+    sql += f" ORDER BY id {order} LIMIT ?"
+    args.append(page.per_page + 1)
+    rows = conn.execute(sql, args).fetchall()
+    backwards = page.direction is Direction.PREV and bool(page.prev_cursor)
+    extra = len(rows) > page.per_page
+    rows = rows[: page.per_page]
+    if backwards:
+        rows.reverse()
+    items = [mapper(r) for r in rows]
+    if not rows:
+        return Page(items, page.per_page, False, False, "", "")
+    first_id, last_id = rows[0][0], rows[-1][0]
+    before_op = ">" if desc else "<"
+    after_op = "<" if desc else ">"
+    has_prev = (
+        extra if backwards else _exists(conn, table, base, params, f"id {before_op} ?", first_id)
+    )
+    has_next = (
+        _exists(conn, table, base, params, f"id {after_op} ?", last_id) if backwards else extra
+    )
+    next_cursor = ""
+    if has_next:
+        nxt = conn.execute(
+            f"SELECT id FROM {table} WHERE {base} AND id {after_op} ? "
+            f"ORDER BY id {'DESC' if desc else 'ASC'} LIMIT 1",
+            [*params, last_id],
+        ).fetchone()
+        next_cursor = nxt[0] if nxt else ""
+    return Page(items, page.per_page, has_next, has_prev, next_cursor, first_id)
+
+
+def _exists(
+    conn: sqlite3.Connection, table: str, base: str, params: list[Any], cond: str, value: str
+) -> bool:
+    row = conn.execute(
+        f"SELECT 1 FROM {table} WHERE {base} AND {cond} LIMIT 1",
+        [*params, value],
+    ).fetchone()
+    return row is not None
+
+
+def _in(column: str, values: Sequence[Any]) -> str:
+    return f"{column} IN ({','.join('?' * len(values))})"
+
+
+# ---------------------------------------------------------------- the store
+
+
+class SQLiteStore:
+    """The embedded store. ``open()`` before use; ``close()`` after."""
+
+    def __init__(self, url: str, *, synchronous: str = "FULL") -> None:
+        self.path = sqlite_path(url)
+        self._writer = _DbThread(self.path, "hookcast-db-write", synchronous)
+        self._reader = _DbThread(self.path, "hookcast-db-read", synchronous)
+        self._filters = FilterCache()
+        self._configs: dict[tuple[str, int], ProjectConfig] = {}
+
+    async def open(self) -> None:
+        parent = Path(self.path).parent
+        if not parent.exists():
+            raise StoreError(f"the directory {parent} for the database does not exist")
+        await self._writer.start()
+        await self._reader.start()
+
+    async def close(self) -> None:
+        await self._writer.stop()
+        await self._reader.stop()
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def tx(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            result = fn(conn)
+            conn.execute("COMMIT")
+            return result
+
+        return await self._writer.run(tx)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._reader.run(fn)
+
+    # ------------------------------------------------------------ projects and keys
+
+    async def create_project(self, project: Project) -> None:
+        row = (
+            project.id,
+            project.name,
+            project.type,
+            project.config.model_dump_json(),
+            project.created_at_us,
+            project.updated_at_us,
+        )
+        await self._write(
+            lambda c: c.execute(f"INSERT INTO projects ({_PROJECT_COLS}) VALUES (?,?,?,?,?,?)", row)
+        )
+
+    async def list_projects(self) -> list[Project]:
+        rows = await self._read(
+            lambda c: c.execute(f"SELECT {_PROJECT_COLS} FROM projects ORDER BY id").fetchall()
+        )
+        return [_project(r) for r in rows]
+
+    async def get_project(self, project_id: str) -> Project | None:
+        row = await self._read(
+            lambda c: c.execute(
+                f"SELECT {_PROJECT_COLS} FROM projects WHERE id = ?", (project_id,)
+            ).fetchone()
+        )
+        return None if row is None else _project(row)
+
+    async def update_project(self, project: Project) -> None:
+        args = (project.name, project.config.model_dump_json(), project.updated_at_us, project.id)
+        await self._write(
+            lambda c: c.execute(
+                "UPDATE projects SET name = ?, config = ?, updated_at_us = ? WHERE id = ?", args
+            )
+        )
+
+    async def delete_project(self, project_id: str) -> bool:
+        def run(c: sqlite3.Connection) -> bool:
+            cur = c.execute("DELETE FROM projects WHERE id = ?", (project_id,))
+            if cur.rowcount == 0:
+                return False
+            for table in (
+                "api_keys",
+                "endpoints",
+                "subscriptions",
+                "events",
+                "deliveries",
+                "attempts",
+            ):
+                c.execute(f"DELETE FROM {table} WHERE project_id = ?", (project_id,))
+            return True
+
+        return await self._write(run)
+
+    async def create_api_key(self, key: ApiKey, key_hash: str) -> None:
+        row = (
+            key.id,
+            key.mask,
+            key.name,
+            key.role.value,
+            key.project_id,
+            key.can_broadcast,
+            key.expires_at_us,
+            key.revoked_at_us,
+            key.created_at_us,
+            key_hash,
+        )
+        await self._write(
+            lambda c: c.execute(
+                f"INSERT INTO api_keys ({_KEY_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)", row
+            )
+        )
+
+    async def find_api_key(self, mask: str) -> tuple[ApiKey, str] | None:
+        row = await self._read(
+            lambda c: c.execute(
+                f"SELECT {_KEY_COLS} FROM api_keys WHERE mask = ?", (mask,)
+            ).fetchone()
+        )
+        return None if row is None else (_key(row), row[9])
+
+    # ------------------------------------------------------------ endpoints
+
+    async def create_endpoint(self, endpoint: Endpoint) -> None:
+        row = _endpoint_row(endpoint)
+        await self._write(
+            lambda c: c.execute(
+                f"INSERT INTO endpoints ({_ENDPOINT_COLS}) VALUES ({','.join('?' * len(row))})", row
+            )
+        )
+
+    async def get_endpoint(self, project_id: str, endpoint_id: str) -> Endpoint | None:
+        row = await self._read(
+            lambda c: c.execute(
+                f"SELECT {_ENDPOINT_COLS} FROM endpoints WHERE id = ? AND project_id = ?",
+                (endpoint_id, project_id),
+            ).fetchone()
+        )
+        return None if row is None else _endpoint(row)
+
+    async def list_endpoints(
+        self, project_id: str, owner_id: str | None, q: str | None, page: PageRequest
+    ) -> Page[Endpoint]:
+        where, params = ["project_id = ?"], [project_id]
+        if owner_id:
+            where.append("owner_id = ?")
+            params.append(owner_id)
+        if q:
+            where.append("name LIKE ? ESCAPE '\\'")
+            params.append(
+                "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            )
+        return await self._read(
+            lambda c: _paged(c, "endpoints", _ENDPOINT_COLS, where, params, page, _endpoint)
+        )
+
+    async def update_endpoint(self, endpoint: Endpoint) -> None:
+        row = _endpoint_row(endpoint)
+        sets = ", ".join(f"{col.strip()} = ?" for col in _ENDPOINT_COLS.split(",")[1:])
+
+        def run(c: sqlite3.Connection) -> None:
+            cur = c.execute(
+                f"UPDATE endpoints SET {sets} WHERE id = ? AND project_id = ?",
+                (*row[1:], endpoint.id, endpoint.project_id),
+            )
+            if cur.rowcount == 0:
+                raise NotFoundError("endpoint not found")
+
+        await self._write(run)
+
+    async def delete_endpoint(self, project_id: str, endpoint_id: str) -> bool:
+        def run(c: sqlite3.Connection) -> bool:
+            cur = c.execute(
+                "DELETE FROM endpoints WHERE id = ? AND project_id = ?", (endpoint_id, project_id)
+            )
+            if cur.rowcount == 0:
+                return False
+            c.execute("DELETE FROM subscriptions WHERE endpoint_id = ?", (endpoint_id,))
+            return True
+
+        return await self._write(run)
+
+    # ------------------------------------------------------------ subscriptions
+
+    async def create_subscription(self, sub: Subscription, *, allow_multiple: bool) -> None:
+        row = _subscription_row(sub)
+
+        def run(c: sqlite3.Connection) -> None:
+            if _endpoint_by_id(c, sub.project_id, sub.endpoint_id) is None:
+                raise ValidationError("endpoint not found in this project")
+            if (
+                not allow_multiple
+                and c.execute(
+                    "SELECT 1 FROM subscriptions WHERE endpoint_id = ? LIMIT 1", (sub.endpoint_id,)
+                ).fetchone()
+            ):
+                raise ConflictError("a subscription for this endpoint already exists")
+            c.execute(
+                f"INSERT INTO subscriptions ({_SUB_COLS}) VALUES ({','.join('?' * len(row))})", row
+            )
+
+        await self._write(run)
+
+    async def get_subscription(self, project_id: str, sub_id: str) -> Subscription | None:
+        row = await self._read(
+            lambda c: c.execute(
+                f"SELECT {_SUB_COLS} FROM subscriptions WHERE id = ? AND project_id = ?",
+                (sub_id, project_id),
+            ).fetchone()
+        )
+        return None if row is None else _subscription(row)
+
+    async def list_subscriptions(
+        self, project_id: str, endpoint_ids: Sequence[str], name: str | None, page: PageRequest
+    ) -> Page[Subscription]:
+        where, params = ["project_id = ?"], [project_id]
+        if endpoint_ids:
+            where.append(_in("endpoint_id", endpoint_ids))
+            params.extend(endpoint_ids)
+        if name:
+            where.append("name = ?")
+            params.append(name)
+        return await self._read(
+            lambda c: _paged(c, "subscriptions", _SUB_COLS, where, params, page, _subscription)
+        )
+
+    async def update_subscription(self, sub: Subscription) -> None:
+        row = _subscription_row(sub)
+        sets = ", ".join(f"{col.strip()} = ?" for col in _SUB_COLS.split(",")[1:])
+
+        def run(c: sqlite3.Connection) -> None:
+            if _endpoint_by_id(c, sub.project_id, sub.endpoint_id) is None:
+                raise ValidationError("endpoint not found in this project")
+            cur = c.execute(
+                f"UPDATE subscriptions SET {sets} WHERE id = ? AND project_id = ?",
+                (*row[1:], sub.id, sub.project_id),
+            )
+            if cur.rowcount == 0:
+                raise NotFoundError("subscription not found")
+
+        await self._write(run)
+
+    async def delete_subscription(self, project_id: str, sub_id: str) -> bool:
+        def run(c: sqlite3.Connection) -> bool:
+            cur = c.execute(
+                "DELETE FROM subscriptions WHERE id = ? AND project_id = ?", (sub_id, project_id)
+            )
+            return cur.rowcount > 0
+
+        return await self._write(run)
+
+    # ------------------------------------------------------------ ingest (group commit)
+
+    async def ingest(self, batch: Sequence[NewEvent]) -> list[IngestResult]:
+        """Route and store a batch of events in one transaction."""
+        return await self._write(lambda c: _Ingest(c, self._filters).run(batch))
+
+    # ------------------------------------------------------------ events
+
+    async def get_event(self, project_id: str, event_id: str) -> Event | None:
+        row = await self._read(
+            lambda c: c.execute(
+                f"SELECT {_EVENT_COLS} FROM events WHERE id = ? AND project_id = ?",
+                (event_id, project_id),
+            ).fetchone()
+        )
+        return None if row is None else _event(row)
+
+    async def list_events(
+        self, project_id: str, flt: EventFilter, page: PageRequest
+    ) -> Page[Event]:
+        where, params = ["project_id = ?"], [project_id]
+        if flt.source_ids:
+            where.append("1 = 0")  # no event has a source (outgoing projects only)
+        if flt.endpoint_ids:
+            where.append(
+                "EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND "
+                + _in("d.endpoint_id", flt.endpoint_ids)
+                + ")"
+            )
+            params.extend(flt.endpoint_ids)
+        if flt.idempotency_key:
+            where.append("idempotency_key = ?")
+            params.append(flt.idempotency_key)
+        if flt.query:
+            where.append("(event_type = ? OR id = ? OR idempotency_key = ?)")
+            params.extend([flt.query] * 3)
+        _time_window(where, params, flt.start_us, flt.end_us)
+        return await self._read(
+            lambda c: _paged(c, "events", _EVENT_COLS, where, params, page, _event)
+        )
+
+    # ------------------------------------------------------------ deliveries and attempts
+
+    async def get_delivery(self, project_id: str, delivery_id: str) -> Delivery | None:
+        row = await self._read(
+            lambda c: c.execute(
+                f"SELECT {_DELIVERY_COLS} FROM deliveries WHERE id = ? AND project_id = ?",
+                (delivery_id, project_id),
+            ).fetchone()
+        )
+        return None if row is None else _delivery(row)
+
+    async def list_deliveries(
+        self, project_id: str, flt: DeliveryFilter, page: PageRequest
+    ) -> Page[Delivery]:
+        where, params = ["project_id = ?"], [project_id]
+        if flt.endpoint_ids:
+            where.append(_in("endpoint_id", flt.endpoint_ids))
+            params.extend(flt.endpoint_ids)
+        for column, value in (
+            ("event_id", flt.event_id),
+            ("subscription_id", flt.subscription_id),
+            ("idempotency_key", flt.idempotency_key),
+            ("event_type", flt.event_type),
+        ):
+            if value:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if flt.statuses:
+            where.append(_in("status", flt.statuses))
+            params.extend(s.value for s in flt.statuses)
+        _time_window(where, params, flt.start_us, flt.end_us)
+        return await self._read(
+            lambda c: _paged(c, "deliveries", _DELIVERY_COLS, where, params, page, _delivery)
+        )
+
+    async def requeue_delivery(
+        self, project_id: str, delivery_id: str, expected: Sequence[DeliveryStatus], now_us: int
+    ) -> Delivery | None:
+        """Put a finished delivery back in the queue, due now, with a fresh attempt budget.
+        Returns None when it was not in one of the *expected* statuses (a no-op)."""
+
+        def run(c: sqlite3.Connection) -> Delivery | None:
+            row = c.execute(
+                "UPDATE deliveries SET status = 'Scheduled', due_at_us = ?, attempts = 0, "
+                "lease_token = NULL, description = '', updated_at_us = ? "
+                f"WHERE id = ? AND project_id = ? AND {_in('status', expected)} "
+                f"RETURNING {_DELIVERY_COLS}",
+                (now_us, now_us, delivery_id, project_id, *[s.value for s in expected]),
+            ).fetchone()
+            return None if row is None else _delivery(row)
+
+        return await self._write(run)
+
+    async def list_attempts(self, project_id: str, delivery_id: str) -> list[Attempt]:
+        rows = await self._read(
+            lambda c: c.execute(
+                f"SELECT {_ATTEMPT_COLS} FROM attempts WHERE delivery_id = ? AND project_id = ? "
+                "ORDER BY id",
+                (delivery_id, project_id),
+            ).fetchall()
+        )
+        return [_attempt(r) for r in rows]
+
+    async def get_attempt(
+        self, project_id: str, delivery_id: str, attempt_id: str
+    ) -> Attempt | None:
+        row = await self._read(
+            lambda c: c.execute(
+                f"SELECT {_ATTEMPT_COLS} FROM attempts WHERE id = ? AND delivery_id = ? "
+                "AND project_id = ?",
+                (attempt_id, delivery_id, project_id),
+            ).fetchone()
+        )
+        return None if row is None else _attempt(row)
+
+    # ------------------------------------------------------------ the queue
+
+    async def claim_due(
+        self, *, now_us: int, limit: int, lease_us: int, lease_token: str
+    ) -> list[ClaimedDelivery]:
+        """Lease up to *limit* due deliveries (expired leases included) in one transaction."""
+        return await self._write(lambda c: self._claim(c, now_us, limit, lease_us, lease_token))
+
+    def _claim(
+        self, c: sqlite3.Connection, now_us: int, limit: int, lease_us: int, token: str
+    ) -> list[ClaimedDelivery]:
+        rows = c.execute(
+            f"SELECT {_DELIVERY_COLS} FROM deliveries "
+            "WHERE status IN ('Scheduled', 'Retry', 'Processing') AND due_at_us <= ? "
+            "ORDER BY due_at_us LIMIT ?",
+            (now_us, limit),
+        ).fetchall()
+        if not rows:
+            return []
+        ids = [r[0] for r in rows]
+        # the lease lasts the endpoint's own timeout plus a margin
+        c.execute(
+            "UPDATE deliveries SET status = 'Processing', lease_token = ?, due_at_us = ? + "
+            "COALESCE((SELECT e.http_timeout FROM endpoints e WHERE e.id = deliveries.endpoint_id)"
+            f", 30) * 1000000, attempts = attempts + 1, updated_at_us = ? WHERE {_in('id', ids)}",
+            (token, now_us + lease_us, now_us, *ids),
+        )
+        event_ids = list({r[2] for r in rows})
+        events = {
+            r[0]: (bytes(r[1]), orjson.loads(r[2]))
+            for r in c.execute(
+                f"SELECT id, data, headers FROM events WHERE {_in('id', event_ids)}", event_ids
+            )
+        }
+        endpoint_ids = list({r[3] for r in rows})
+        endpoints = {
+            r[0]: _endpoint(r)
+            for r in c.execute(
+                f"SELECT {_ENDPOINT_COLS} FROM endpoints WHERE {_in('id', endpoint_ids)}",
+                endpoint_ids,
+            )
+        }
+        configs = self._project_configs(c, {r[1] for r in rows})
+        claimed = []
+        for r in rows:
+            d = _delivery(r)
+            reclaimed = d.status is DeliveryStatus.PROCESSING
+            endpoint = endpoints.get(d.endpoint_id)
+            timeout_us = (endpoint.http_timeout if endpoint else 30) * 1_000_000
+            d = _with_claim(d, now_us + lease_us + timeout_us)
+            data, headers = events.get(d.event_id, (b"null", {}))
+            claimed.append(
+                ClaimedDelivery(
+                    d, token, reclaimed, data, headers, endpoint, configs.get(d.project_id)
+                )
+            )
+        return claimed
+
+    def _project_configs(
+        self, c: sqlite3.Connection, project_ids: set[str]
+    ) -> dict[str, ProjectConfig]:
+        ids = list(project_ids)
+        out: dict[str, ProjectConfig] = {}
+        for pid, updated, text in c.execute(
+            f"SELECT id, updated_at_us, config FROM projects WHERE {_in('id', ids)}", ids
+        ):
+            cfg = self._configs.get((pid, updated))
+            if cfg is None:
+                cfg = ProjectConfig.model_validate_json(text)
+                if len(self._configs) > 10_000:
+                    self._configs.clear()
+                self._configs[(pid, updated)] = cfg
+            out[pid] = cfg
+        return out
+
+    async def complete(self, completions: Sequence[Completion], now_us: int) -> int:
+        """Record outcomes and attempts; each update is fenced by its lease token.
+        Returns how many deliveries were updated (the rest had lost their lease)."""
+
+        def run(c: sqlite3.Connection) -> int:
+            updated = 0
+            for comp in completions:
+                cur = c.execute(
+                    "UPDATE deliveries SET status = ?, due_at_us = ?, latency_us = "
+                    "COALESCE(?, latency_us), description = ?, lease_token = NULL, "
+                    "updated_at_us = ? WHERE id = ? AND lease_token = ? AND status = 'Processing'",
+                    (
+                        comp.status.value,
+                        comp.due_at_us,
+                        comp.latency_us,
+                        comp.description,
+                        now_us,
+                        comp.delivery_id,
+                        comp.lease_token,
+                    ),
+                )
+                updated += cur.rowcount
+            attempts = [_attempt_row(comp.attempt) for comp in completions if comp.attempt]
+            if attempts:
+                c.executemany(
+                    f"INSERT INTO attempts ({_ATTEMPT_COLS}) VALUES ({','.join('?' * 16)})",
+                    attempts,
+                )
+            disable = [
+                (now_us, comp.attempt.endpoint_id)
+                for comp in completions
+                if comp.disable_endpoint and comp.attempt
+            ]
+            if disable:
+                c.executemany(
+                    "UPDATE endpoints SET status = 'inactive', updated_at_us = ? WHERE id = ?",
+                    disable,
+                )
+            return updated
+
+        return await self._write(run)
+
+    async def release(self, leases: Sequence[tuple[str, str]], now_us: int) -> int:
+        """Give back leases without an attempt (shutdown): due now, attempt not counted."""
+
+        def run(c: sqlite3.Connection) -> int:
+            n = 0
+            for delivery_id, token in leases:
+                n += c.execute(
+                    "UPDATE deliveries SET status = 'Scheduled', due_at_us = ?, "
+                    "lease_token = NULL, attempts = MAX(attempts - 1, 0), updated_at_us = ? "
+                    "WHERE id = ? AND lease_token = ? AND status = 'Processing'",
+                    (now_us, now_us, delivery_id, token),
+                ).rowcount
+            return n
+
+        return await self._write(run)
+
+    async def next_due_at(self) -> int | None:
+        row = await self._read(
+            lambda c: c.execute(
+                "SELECT MIN(due_at_us) FROM deliveries "
+                "WHERE status IN ('Scheduled', 'Retry', 'Processing')"
+            ).fetchone()
+        )
+        return None if row is None else row[0]
+
+
+def _with_claim(d: Delivery, due_at_us: int) -> Delivery:
+    return Delivery(
+        d.id,
+        d.project_id,
+        d.event_id,
+        d.endpoint_id,
+        d.subscription_id,
+        d.event_type,
+        DeliveryStatus.PROCESSING,
+        d.delivery_mode,
+        d.idempotency_key,
+        d.attempts + 1,
+        d.retry_limit,
+        d.strategy,
+        d.interval_seconds,
+        d.max_retry_seconds,
+        due_at_us,
+        d.latency_us,
+        d.description,
+        d.created_at_us,
+        d.updated_at_us,
+    )
+
+
+def _time_window(where: list[str], params: list[Any], start: int | None, end: int | None) -> None:
+    if start is not None:
+        where.append("created_at_us >= ?")
+        params.append(start)
+    if end is not None:
+        where.append("created_at_us <= ?")
+        params.append(end)
+
+
+def _endpoint_by_id(c: sqlite3.Connection, project_id: str, endpoint_id: str) -> Endpoint | None:
+    row = c.execute(
+        f"SELECT {_ENDPOINT_COLS} FROM endpoints WHERE id = ? AND project_id = ?",
+        (endpoint_id, project_id),
+    ).fetchone()
+    return None if row is None else _endpoint(row)
+
+
+class _Ingest:
+    """Routing and writing of one group-commit batch, inside its transaction."""
+
+    def __init__(self, conn: sqlite3.Connection, filters: FilterCache) -> None:
+        self.c = conn
+        self.filters = filters
+        self.event_rows: list[tuple[Any, ...]] = []
+        self.delivery_rows: list[tuple[Any, ...]] = []
+        self.seen_keys: set[tuple[str, str]] = set()
+
+    def run(self, batch: Sequence[NewEvent]) -> list[IngestResult]:
+        results = []
+        for ev in batch:
+            self.c.execute("SAVEPOINT item")
+            try:
+                results.append(self._one(ev))
+            except (ValidationError, NotFoundError, ConflictError) as exc:
+                self.c.execute("ROLLBACK TO item")
+                results.append(IngestResult(ev.id, error=exc))
+            self.c.execute("RELEASE item")
+        if self.event_rows:
+            self.c.executemany(
+                "INSERT INTO events (id, project_id, kind, event_type, data, headers, "
+                "idempotency_key, is_duplicate_event, endpoints, status, failure_reason, "
+                "api_key_id, owner_id, fanout_cursor, fanout_due_at_us, acknowledged_at_us, "
+                "created_at_us, updated_at_us) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                self.event_rows,
+            )
+        if self.delivery_rows:
+            self.c.executemany(
+                "INSERT INTO deliveries (id, project_id, event_id, endpoint_id, subscription_id, "
+                "event_type, status, delivery_mode, idempotency_key, attempts, retry_limit, "
+                "strategy, interval_seconds, max_retry_seconds, due_at_us, created_at_us, "
+                "updated_at_us) VALUES (?,?,?,?,?,?,?,?,?,0,?,?,?,?,?,?,?)",
+                self.delivery_rows,
+            )
+        return results
+
+    def _is_duplicate(self, ev: NewEvent) -> bool:
+        if not ev.idempotency_key:
+            return False
+        key = (ev.project_id, ev.idempotency_key)
+        if key in self.seen_keys:
+            return True
+        self.seen_keys.add(key)
+        row = self.c.execute(
+            "SELECT 1 FROM events WHERE project_id = ? AND idempotency_key = ? "
+            "AND is_duplicate_event = 0 LIMIT 1",
+            key,
+        ).fetchone()
+        return row is not None
+
+    def _one(self, ev: NewEvent) -> IngestResult:
+        targets = self._targets(ev)  # validates references before anything is written
+        if self._is_duplicate(ev):
+            self._add_event(ev, [], duplicate=True)
+            return IngestResult(ev.id, is_duplicate=True)
+        endpoint_ids = [ep.id for ep, _ in targets]
+        self._add_event(ev, endpoint_ids, duplicate=False)
+        for endpoint, sub in targets:
+            self._add_delivery(ev, endpoint, sub)
+        return IngestResult(ev.id, deliveries=len(targets))
+
+    def _targets(self, ev: NewEvent) -> list[tuple[Endpoint, Subscription]]:
+        if ev.kind is EventKind.SINGLE:
+            endpoint = _endpoint_by_id(self.c, ev.project_id, ev.endpoint_id or "")
+            if endpoint is None:
+                raise ValidationError("endpoint not found in this project")
+            return self._route([endpoint], ev, auto_subscribe=True)
+        if ev.kind is EventKind.FANOUT:
+            rows = self.c.execute(
+                f"SELECT {_ENDPOINT_COLS} FROM endpoints WHERE project_id = ? AND owner_id = ? "
+                "ORDER BY id",
+                (ev.project_id, ev.owner_id),
+            ).fetchall()
+            return self._route([_endpoint(r) for r in rows], ev, auto_subscribe=False)
+        if ev.kind is EventKind.DYNAMIC:
+            endpoint = self._dynamic_endpoint(ev)
+            return self._route([endpoint], ev, auto_subscribe=False)
+        raise ValidationError(f"events of kind {ev.kind} are not routed at ingest")
+
+    def _route(
+        self, endpoints: list[Endpoint], ev: NewEvent, *, auto_subscribe: bool
+    ) -> list[tuple[Endpoint, Subscription]]:
+        if not endpoints:
+            return []
+        ids = [e.id for e in endpoints]
+        subs = [
+            _subscription(r)
+            for r in self.c.execute(
+                f"SELECT {_SUB_COLS} FROM subscriptions WHERE {_in('endpoint_id', ids)} "
+                "ORDER BY id",
+                ids,
+            )
+        ]
+        by_endpoint = group_by_endpoint(subs)
+        out = []
+        for endpoint in endpoints:
+            candidates = by_endpoint.get(endpoint.id)
+            if not candidates and auto_subscribe:
+                candidates = [self._catch_all(endpoint)]
+            if not candidates:
+                continue
+            match = first_match(candidates, ev.event_type, ev.parsed, ev.headers, self.filters)
+            if match is not None:
+                out.append((endpoint, match))
+        return out
+
+    def _catch_all(self, endpoint: Endpoint) -> Subscription:
+        now = endpoint.updated_at_us
+        sub = Subscription(
+            new_id(),
+            endpoint.project_id,
+            endpoint.id,
+            f"{endpoint.name}-subscription",
+            "api",
+            FilterConfig(),
+            None,
+            None,
+            None,
+            DeliveryMode.AT_LEAST_ONCE,
+            "",
+            now,
+            now,
+        )
+        row = _subscription_row(sub)
+        self.c.execute(
+            f"INSERT INTO subscriptions ({_SUB_COLS}) VALUES ({','.join('?' * len(row))})", row
+        )
+        return sub
+
+    def _dynamic_endpoint(self, ev: NewEvent) -> Endpoint:
+        row = self.c.execute(
+            f"SELECT {_ENDPOINT_COLS} FROM endpoints WHERE project_id = ? AND url = ? "
+            "ORDER BY id LIMIT 1",
+            (ev.project_id, ev.url),
+        ).fetchone()
+        now = ev.acknowledged_at_us
+        if row is not None:
+            endpoint = _endpoint(row)
+        else:
+            endpoint = Endpoint(
+                new_id(),
+                ev.project_id,
+                "",
+                ev.url,
+                ev.url,
+                "",
+                EndpointStatus.ACTIVE,
+                (Secret(new_id(), ev.secret, now),),
+                True,
+                10,
+                0,
+                0,
+                "application/json",
+                None,
+                "",
+                "",
+                "",
+                now,
+                now,
+            )
+            erow = _endpoint_row(endpoint)
+            self.c.execute(
+                f"INSERT INTO endpoints ({_ENDPOINT_COLS}) VALUES ({','.join('?' * len(erow))})",
+                erow,
+            )
+        has_sub = self.c.execute(
+            "SELECT 1 FROM subscriptions WHERE endpoint_id = ? LIMIT 1", (endpoint.id,)
+        ).fetchone()
+        if not has_sub:
+            sub = Subscription(
+                new_id(),
+                ev.project_id,
+                endpoint.id,
+                f"{endpoint.name}-subscription",
+                "api",
+                FilterConfig(event_types=ev.event_types),
+                None,
+                None,
+                None,
+                DeliveryMode.AT_LEAST_ONCE,
+                "",
+                now,
+                now,
+            )
+            srow = _subscription_row(sub)
+            self.c.execute(
+                f"INSERT INTO subscriptions ({_SUB_COLS}) VALUES ({','.join('?' * len(srow))})",
+                srow,
+            )
+        return endpoint
+
+    def _add_event(self, ev: NewEvent, endpoint_ids: list[str], *, duplicate: bool) -> None:
+        if duplicate:
+            status, reason = EventStatus.SUCCESS, "duplicate event: not delivered"
+        elif endpoint_ids:
+            status, reason = EventStatus.SUCCESS, ""
+        else:
+            status, reason = EventStatus.FAILURE, "no subscription matched this event"
+        now = ev.acknowledged_at_us
+        self.event_rows.append(
+            (
+                ev.id,
+                ev.project_id,
+                ev.kind.value,
+                ev.event_type,
+                ev.data,
+                _json(ev.headers),
+                ev.idempotency_key,
+                duplicate,
+                _json(endpoint_ids),
+                status.value,
+                reason,
+                ev.api_key_id,
+                ev.owner_id,
+                None,
+                None,
+                now,
+                now,
+                now,
+            )
+        )
+
+    def _add_delivery(self, ev: NewEvent, endpoint: Endpoint, sub: Subscription) -> None:
+        now = ev.acknowledged_at_us
+        status = "Scheduled" if endpoint.status is EndpointStatus.ACTIVE else "Discarded"
+        s = ev.strategy
+        self.delivery_rows.append(
+            (
+                new_id(),
+                ev.project_id,
+                ev.id,
+                endpoint.id,
+                sub.id,
+                ev.event_type,
+                status,
+                sub.delivery_mode.value,
+                ev.idempotency_key,
+                s.retry_count,
+                s.type.value,
+                s.duration,
+                s.max_retry_seconds,
+                now,
+                now,
+                now,
+            )
+        )
