@@ -154,6 +154,9 @@ class Behaviour:
     delay_s: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b'{"ok":true}'
+    #: send the body in chunks of this many bytes, sleeping drip_s between them
+    drip_s: float = 0.0
+    chunk: int = 1
 
 
 class Receiver:
@@ -191,7 +194,22 @@ class Receiver:
             behaviour = (queue.pop(0) if len(queue) > 1 else queue[0]) if queue else Behaviour()
         if behaviour.delay_s:
             await asyncio.sleep(behaviour.delay_s)
+        if behaviour.drip_s:
+            return await self._drip(request, behaviour)
         return web.Response(status=behaviour.status, body=behaviour.body, headers=behaviour.headers)
+
+    @staticmethod
+    async def _drip(request: web.Request, behaviour: Behaviour) -> web.StreamResponse:
+        response = web.StreamResponse(status=behaviour.status, headers=behaviour.headers)
+        response.content_length = len(behaviour.body)
+        await response.prepare(request)
+        try:
+            for i in range(0, len(behaviour.body), behaviour.chunk):
+                await response.write(behaviour.body[i : i + behaviour.chunk])
+                await asyncio.sleep(behaviour.drip_s)
+        except ConnectionError:
+            pass  # the gateway gave up, as it should
+        return response
 
     def at(self, path: str) -> list[Received]:
         with self._lock:
@@ -204,3 +222,61 @@ class Receiver:
     def stop(self) -> None:
         self._thread.run(self._runner.cleanup())
         self._thread.close()
+
+
+class ServerProcess:
+    """``hookcast serve`` as a real subprocess, for restart and crash tests."""
+
+    def __init__(self, db_path: str, port: int | None = None, **env: str) -> None:
+        import os
+        import subprocess
+        import sys
+
+        self.port = port or free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = db_path + f".{self.port}.log"
+        full_env = {
+            **os.environ,
+            "HOOKCAST_DATABASE_URL": f"sqlite:///{db_path}",
+            "HOOKCAST_ADMIN_API_KEY": ADMIN_KEY,
+            "HOOKCAST_ALLOWED_NETWORKS": "127.0.0.0/8",
+            "HOOKCAST_POLL_INTERVAL_S": "0.05",
+            **env,
+        }
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in wait()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hookcast", "serve", "--port", str(self.port)],
+            env=full_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        ok = wait_until(self._healthy, timeout=20, step=0.05)
+        if not ok:
+            self.kill()
+            raise RuntimeError(f"hookcast did not start; log: {self.log()}")
+
+    def _healthy(self) -> bool:
+        if self.proc.poll() is not None:
+            return False
+        try:
+            return requests.get(self.base + "/health", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def log(self) -> str:
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")[-4000:]
+
+    def terminate(self, timeout: float = 20) -> int:
+        self.proc.terminate()
+        return self.wait(timeout)
+
+    def kill(self) -> int:
+        self.proc.kill()
+        return self.wait(10)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._log.close()

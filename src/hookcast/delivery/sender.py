@@ -67,7 +67,7 @@ class Sender:
                 session.post(url, data=body, headers=headers, allow_redirects=False) as resp,
             ):
                 ip = _peer_ip(resp)
-                raw = await resp.content.read(self._read_bytes) if self._read_bytes else b""
+                raw = await self._read_body(resp)
                 return SendResult(
                     resp.status,
                     _kept_headers(resp),
@@ -84,6 +84,19 @@ class Sender:
         except OSError as exc:
             error = f"{type(exc).__name__}: {exc}"
         return SendResult(None, {}, "", error, ip, started, time.time_ns() // 1000)
+
+    async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes:
+        """Read to the end of the body or to the cap, whichever comes first: a slow drip
+        keeps the attempt open, so it counts against the attempt's deadline."""
+        chunks: list[bytes] = []
+        left = self._read_bytes
+        while left > 0:
+            chunk = await resp.content.read(left)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
 
 
 def _peer_ip(resp: aiohttp.ClientResponse) -> str:
