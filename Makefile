@@ -6,6 +6,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 SDK1    = $(VENV)/sdk1
+LINTED  = src tests $(wildcard bench)
 
 .PHONY: serve test check lint types bench bench-quick clean
 
@@ -24,8 +25,8 @@ test: $(STAMP)
 	$(PY) -m pytest $(ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff format --check src tests bench
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/ruff check $(LINTED)
 
 types: $(STAMP)
 	$(VENV)/bin/mypy
