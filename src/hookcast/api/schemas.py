@@ -8,6 +8,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from hookcast.domain.durations import parse_duration
+from hookcast.domain.errors import ValidationError
+
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_TIMEOUT_S = 300
 
@@ -77,6 +80,28 @@ class FilterConfigBody(_Body):
     filter: FilterDocs | None = None
 
 
+class RetryConfigBody(_Body):
+    """A subscription's own retry strategy (overrides the project's for its deliveries)."""
+
+    type: Literal["linear", "exponential"] | None = None
+    duration: int | str | None = None
+    interval_seconds: int | None = Field(default=None, ge=1, le=86_400)
+    retry_count: int | None = Field(default=None, ge=1, le=100)
+
+    @field_validator("duration")
+    @classmethod
+    def _duration(cls, value: int | str | None) -> int | str | None:
+        if value is None:
+            return None
+        try:
+            seconds = parse_duration(value)
+        except ValidationError as exc:
+            raise ValueError(exc.message) from exc
+        if not 1 <= seconds <= 86_400:
+            raise ValueError("duration must be between 1s and 24h")
+        return int(seconds)
+
+
 class SubscriptionBody(_Body):
     """CreateSubscription / UpdateSubscription. On update, absent fields keep their values."""
 
@@ -84,7 +109,7 @@ class SubscriptionBody(_Body):
     endpoint_id: str | None = Field(default=None, max_length=64)
     filter_config: FilterConfigBody | None = None
     alert_config: dict[str, Any] | None = None
-    retry_config: dict[str, Any] | None = None
+    retry_config: RetryConfigBody | None = None
     rate_limit_config: dict[str, Any] | None = None
     delivery_mode: Literal["at_least_once", "at_most_once"] | None = None
     function: str | None = Field(default=None, max_length=20_000)

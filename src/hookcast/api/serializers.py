@@ -106,6 +106,7 @@ def subscription(s: Subscription, ep: Endpoint | None) -> dict[str, Any]:
         "project_id": s.project_id,
         "endpoint_id": s.endpoint_id,
         "function": s.function,
+        "status": s.status,
         "delivery_mode": s.delivery_mode.value,
         "endpoint_metadata": None if ep is None else endpoint(ep),
         "source_metadata": None,
@@ -166,7 +167,7 @@ def delivery(d: Delivery) -> dict[str, Any]:
         "url_query_params": "",
         "idempotency_key": d.idempotency_key,
         "latency": "" if latency_s is None else f"{latency_s:.6f}s",
-        "latency_seconds": latency_s,
+        "latency_seconds": latency_s or 0.0,
         "description": d.description,
         "metadata": {
             "data": None,

@@ -134,6 +134,8 @@ class Subscription:
     function: str
     created_at_us: int
     updated_at_us: int
+    #: "active" or "inactive" (toggle_status); inactive subscriptions match nothing
+    status: str = "active"
 
 
 @dataclass(frozen=True, slots=True)

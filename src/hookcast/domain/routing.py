@@ -11,6 +11,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from hookcast.domain.config import StrategyConfig, StrategyType
 from hookcast.domain.errors import ValidationError
 from hookcast.domain.filters import (
     CompiledSubscriptionFilter,
@@ -58,6 +59,8 @@ def first_match(
     """The first subscription (in the given order) that matches; a subscription whose filter
     cannot be compiled or evaluated is skipped, never fatal."""
     for sub in subs:
+        if sub.status != "active":
+            continue
         compiled = cache.get(sub)
         if compiled is not None and safe_matches(compiled, event_type, body, headers):
             return sub
@@ -69,3 +72,16 @@ def group_by_endpoint(subs: Iterable[Subscription]) -> dict[str, list[Subscripti
     for sub in subs:
         grouped.setdefault(sub.endpoint_id, []).append(sub)
     return grouped
+
+
+def strategy_for(sub: Subscription, project: StrategyConfig) -> StrategyConfig:
+    """The subscription's own retry strategy when it has one, else the project's."""
+    rc = sub.retry_config
+    if not rc:
+        return project
+    return StrategyConfig.model_construct(
+        type=StrategyType(rc.get("type", project.type)),
+        duration=int(rc.get("duration", project.duration)),
+        retry_count=int(rc.get("retry_count", project.retry_count)),
+        max_retry_seconds=project.max_retry_seconds,
+    )

@@ -94,6 +94,7 @@ subscriptions = Table(
     Column("function", Text, nullable=False, server_default=""),
     Column("created_at_us", BigInteger, nullable=False),
     Column("updated_at_us", BigInteger, nullable=False),
+    Column("status", String(20), nullable=False, server_default="active"),
     Index("ix_subscriptions_endpoint", "endpoint_id", "id"),
     Index("ix_subscriptions_project_id", "project_id", "id"),
 )

@@ -48,7 +48,7 @@ from hookcast.domain.ports import (
     IngestResult,
     NewEvent,
 )
-from hookcast.domain.routing import FilterCache, first_match, group_by_endpoint
+from hookcast.domain.routing import FilterCache, first_match, group_by_endpoint, strategy_for
 from hookcast.store.urls import sqlite_path
 
 T = TypeVar("T")
@@ -124,7 +124,7 @@ _ENDPOINT_COLS = (
 )
 _SUB_COLS = (
     "id, project_id, endpoint_id, name, type, filter_config, alert_config, retry_config, "
-    "rate_limit_config, delivery_mode, function, created_at_us, updated_at_us"
+    "rate_limit_config, delivery_mode, function, created_at_us, updated_at_us, status"
 )
 _EVENT_COLS = (
     "id, project_id, kind, event_type, data, headers, idempotency_key, is_duplicate_event, "
@@ -243,6 +243,7 @@ def _subscription(r: Sequence[Any]) -> Subscription:
         r[10],
         r[11],
         r[12],
+        r[13],
     )
 
 
@@ -262,6 +263,7 @@ def _subscription_row(s: Subscription) -> tuple[Any, ...]:
         s.function,
         s.created_at_us,
         s.updated_at_us,
+        s.status,
     )
 
 
@@ -1199,7 +1201,7 @@ class _Ingest:
     def _add_delivery(self, ev: NewEvent, endpoint: Endpoint, sub: Subscription) -> None:
         now = ev.acknowledged_at_us
         status = "Scheduled" if endpoint.status is EndpointStatus.ACTIVE else "Discarded"
-        s = ev.strategy
+        s = strategy_for(sub, ev.strategy)
         self.delivery_rows.append(
             (
                 new_id(),

@@ -33,6 +33,20 @@ def _filter_config(body: FilterConfigBody | None) -> FilterConfig:
     return FilterConfig(types, docs)
 
 
+def _retry_config(body: SubscriptionBody, sub: Subscription) -> dict[str, Any] | None:
+    """Normalise to ``{type, duration (s), retry_count}``; absent parts keep their values."""
+    if body.retry_config is None:
+        return sub.retry_config
+    rc = body.retry_config
+    old = sub.retry_config or {}
+    duration = rc.duration if isinstance(rc.duration, int) else rc.interval_seconds
+    return {
+        "type": rc.type or old.get("type", "linear"),
+        "duration": duration or old.get("duration", 10),
+        "retry_count": rc.retry_count or old.get("retry_count", 10),
+    }
+
+
 async def create_subscription(request: web.Request) -> web.Response:
     c = ctx(request)
     _, project = await c.auth.authorize(request, Permission.MANAGE)
@@ -105,7 +119,7 @@ async def update_subscription(request: web.Request) -> web.Response:
             _filter_config(body.filter_config) if body.filter_config else sub.filter_config
         ),
         alert_config=body.alert_config if body.alert_config is not None else sub.alert_config,
-        retry_config=body.retry_config if body.retry_config is not None else sub.retry_config,
+        retry_config=_retry_config(body, sub),
         rate_limit_config=(
             body.rate_limit_config if body.rate_limit_config is not None else sub.rate_limit_config
         ),
@@ -116,6 +130,14 @@ async def update_subscription(request: web.Request) -> web.Response:
     await c.store.update_subscription(updated)
     endpoint = await c.store.get_endpoint(sub.project_id, updated.endpoint_id)
     return ok(ser.subscription(updated, endpoint), "Subscription updated successfully", 202)
+
+
+async def toggle_subscription_status(request: web.Request) -> web.Response:
+    c = ctx(request)
+    sub = await _load(request, Permission.MANAGE)
+    status = "inactive" if sub.status == "active" else "active"
+    await c.store.update_subscription(replace(sub, status=status, updated_at_us=c.clock()))
+    return ok({}, "Subscription status updated successfully", 202)
 
 
 async def delete_subscription(request: web.Request) -> web.Response:
@@ -160,6 +182,14 @@ ROUTES = [
         "Subscriptions",
         202,
         SubscriptionBody,
+    ),
+    Route(
+        "PUT",
+        P + "/{subscription_id}/toggle_status",
+        toggle_subscription_status,
+        "Enable or disable a subscription",
+        "Subscriptions",
+        202,
     ),
     Route(
         "DELETE",

@@ -186,6 +186,7 @@ def upgrade() -> None:
         sa.Column("function", sa.Text(), server_default="", nullable=False),
         sa.Column("created_at_us", sa.BigInteger(), nullable=False),
         sa.Column("updated_at_us", sa.BigInteger(), nullable=False),
+        sa.Column("status", sa.String(length=20), server_default="active", nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("subscriptions", schema=None) as batch_op:
