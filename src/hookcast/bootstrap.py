@@ -14,6 +14,7 @@ from hookcast.api.app import create_app
 from hookcast.api.auth import Authenticator
 from hookcast.api.context import ApiContext
 from hookcast.api.ingest import IngestQueue
+from hookcast.delivery.fanout import FanoutOptions, FanoutRunner
 from hookcast.delivery.sender import Sender
 from hookcast.delivery.waker import Waker
 from hookcast.delivery.worker import Worker, WorkerOptions
@@ -60,12 +61,20 @@ class Running:
     worker: Worker | None
     worker_task: asyncio.Task[None] | None
     sender: Sender | None
+    fanout: FanoutRunner | None = None
+    fanout_task: asyncio.Task[None] | None = None
 
 
 async def start(settings: Settings, *, api: bool = True, worker: bool = True) -> Running:
     store = build_store(settings)
     await store.open()
     waker = Waker()
+    fanout_waker = Waker()
+
+    def wake_all() -> None:
+        waker.notify()
+        fanout_waker.notify()
+
     running = Running(store, None, None, None, None, None)
     if worker:
         sender = Sender(
@@ -75,12 +84,23 @@ async def start(settings: Settings, *, api: bool = True, worker: bool = True) ->
         running.sender = sender
         running.worker = Worker(store, sender, waker, worker_options(settings))
         running.worker_task = asyncio.create_task(running.worker.run())
+        running.fanout = FanoutRunner(
+            store,
+            fanout_waker,
+            waker,
+            FanoutOptions(
+                chunk=settings.fanout_chunk,
+                lease_s=settings.lease_margin_s,
+                poll_interval_s=settings.poll_interval_s,
+            ),
+        )
+        running.fanout_task = asyncio.create_task(running.fanout.run())
     if api:
         running.ingest = IngestQueue(
             store,
             max_batch=settings.ingest_batch_max,
             wait_ms=settings.ingest_batch_wait_ms,
-            on_commit=waker.notify,
+            on_commit=wake_all,
         )
         context = ApiContext(
             store=store,
@@ -117,6 +137,9 @@ async def stop(running: Running) -> None:
         await running.ingest.close()
     if running.runner is not None:
         await running.runner.cleanup()
+    if running.fanout is not None and running.fanout_task is not None:
+        running.fanout.request_stop()
+        await running.fanout_task
     if running.worker is not None and running.worker_task is not None:
         running.worker.request_stop()
         await running.worker_task

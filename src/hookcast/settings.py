@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     response_read_bytes: int = Field(default=65_536, ge=0)
     shutdown_grace_s: float = Field(default=10.0, ge=0)
 
+    # broadcast fan-out: endpoints routed per transaction
+    fanout_chunk: int = Field(default=2000, ge=1, le=20_000)
+
     #: SQLite durability: FULL syncs every group commit (cheap when batched)
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
 

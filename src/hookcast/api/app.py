@@ -11,7 +11,7 @@ from aiohttp import web
 from hookcast.api.context import CTX, ApiContext, Route
 from hookcast.api.envelope import JSON, error, ok
 from hookcast.api.openapi import build_openapi
-from hookcast.api.routes import deliveries, endpoints, events, projects, subscriptions
+from hookcast.api.routes import deliveries, endpoints, events, keys, projects, subscriptions
 from hookcast.domain.errors import HookcastError
 from hookcast.domain.ids import new_id
 
@@ -24,6 +24,7 @@ ALL_ROUTES: list[Route] = [
     *subscriptions.ROUTES,
     *events.ROUTES,
     *deliveries.ROUTES,
+    *keys.ROUTES,
 ]
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -152,3 +152,27 @@ class ProjectBody(_Body):
 
 class ForceResendBody(_Body):
     ids: list[str] = Field(max_length=1000)
+
+
+class FilterSample(_Body):
+    body: Any = None
+    header: dict[str, Any] | None = None
+    headers: dict[str, Any] | None = None
+    query: dict[str, Any] | None = None
+    path: dict[str, Any] | None = None
+
+
+class TestFilterBody(_Body):
+    """Convoy's ``{request: sample, schema: filter}``; ``event_type`` also checks types."""
+
+    request: FilterSample | None = None
+    schema_: FilterSample | None = Field(default=None, alias="schema")
+    event_type: str | None = None
+    event_types: list[str] | None = None
+
+
+class ApiKeyBody(_Body):
+    name: str | None = Field(default=None, max_length=200)
+    role: Literal["admin", "publisher", "viewer"] = "publisher"
+    broadcast: bool = False
+    expires_in_days: float | None = Field(default=None, gt=0, le=3650)

@@ -19,6 +19,7 @@ from hookcast.domain.models import (
     Subscription,
 )
 from hookcast.domain.paging import Page
+from hookcast.domain.ports import BroadcastProgress
 
 
 def ts(us: int | None) -> str | None:
@@ -144,6 +145,7 @@ def event(e: Event) -> dict[str, Any]:
         "url_path": "",
         "url_query_params": "",
         "status": e.status.value,
+        "api_key_id": e.api_key_id,
         "acknowledged_at": ts(e.acknowledged_at_us),
         "created_at": ts(e.created_at_us),
         "updated_at": ts(e.updated_at_us),
@@ -215,4 +217,29 @@ def attempt(a: Attempt) -> dict[str, Any]:
         "responded_at": ts(a.responded_at_us),
         "created_at": ts(a.created_at_us),
         "updated_at": ts(a.created_at_us),
+    }
+
+
+def broadcast_progress(p: BroadcastProgress) -> dict[str, Any]:
+    st = p.statuses
+    succeeded = st.get("Success", 0)
+    span_s = (
+        (p.last_success_us - p.first_success_us) / 1_000_000
+        if p.first_success_us is not None and p.last_success_us is not None
+        else 0.0
+    )
+    return {
+        "targets_matched": p.matched + p.skipped,
+        "deliveries_written": sum(st.values()),
+        "succeeded": succeeded,
+        "failed": st.get("Failure", 0),
+        "retrying": st.get("Retry", 0),
+        "pending": st.get("Scheduled", 0) + st.get("Processing", 0),
+        "discarded": st.get("Discarded", 0),
+        "skipped": p.skipped,
+        "fanout_done": p.fanout_done,
+        "first_delivery_at": ts(p.first_success_us),
+        "last_delivery_at": ts(p.last_success_us),
+        "delivery_rate_per_s": round(succeeded / span_s, 1) if span_s > 0 else None,
+        "latency_ms": p.latency_ms,
     }

@@ -7,7 +7,7 @@ module, with all of its SQL there.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from hookcast.domain.config import ProjectConfig, StrategyConfig
@@ -108,8 +108,37 @@ class Completion:
 
 
 @dataclass(frozen=True, slots=True)
-class EndpointUpdate:
-    values: dict[str, Any] = field(default_factory=dict)
+class FanoutJob:
+    """A leased broadcast whose deliveries are being written, chunk by chunk."""
+
+    event_id: str
+    project_id: str
+    event_type: str
+    parsed: Any
+    headers: dict[str, str]
+    idempotency_key: str
+    lease_token: str
+    strategy: StrategyConfig
+    broadcast_rate: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkResult:
+    matched: int  # endpoints whose subscription matched and got a delivery
+    skipped: int  # endpoints that matched but are paused or disabled
+    scanned: int  # endpoints looked at in this chunk
+    done: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastProgress:
+    matched: int
+    skipped: int
+    fanout_done: bool
+    statuses: dict[str, int]
+    first_success_us: int | None
+    last_success_us: int | None
+    latency_ms: dict[str, float | None]  # publish → first success: p50, p95, p99
 
 
 class Store(Protocol):
@@ -166,3 +195,14 @@ class Store(Protocol):
     async def complete(self, completions: Sequence[Completion], now_us: int) -> int: ...
     async def release(self, leases: Sequence[tuple[str, str]], now_us: int) -> int: ...
     async def next_due_at(self) -> int | None: ...
+
+    # broadcast fan-out
+    async def claim_fanout(
+        self, *, now_us: int, lease_us: int, lease_token: str
+    ) -> FanoutJob | None: ...
+    async def write_fanout_chunk(
+        self, job: FanoutJob, *, limit: int, now_us: int, lease_us: int
+    ) -> ChunkResult: ...
+    async def broadcast_progress(
+        self, project_id: str, event_id: str
+    ) -> BroadcastProgress | None: ...

@@ -33,6 +33,8 @@ projects = Table(
     Column("name", String(200), nullable=False),
     Column("type", String(20), nullable=False, server_default="outgoing"),
     Column("config", Text, nullable=False),
+    # when the next broadcast delivery of this project may be released (the rate limit)
+    Column("broadcast_release_at_us", BigInteger, nullable=False, server_default="0"),
     Column("created_at_us", BigInteger, nullable=False),
     Column("updated_at_us", BigInteger, nullable=False),
 )
@@ -97,6 +99,7 @@ subscriptions = Table(
     Column("status", String(20), nullable=False, server_default="active"),
     Index("ix_subscriptions_endpoint", "endpoint_id", "id"),
     Index("ix_subscriptions_project_id", "project_id", "id"),
+    Index("ix_subscriptions_project_endpoint", "project_id", "endpoint_id", "id"),
 )
 
 events = Table(
@@ -119,6 +122,9 @@ events = Table(
     Column("fanout_cursor", ID, nullable=True),
     Column("fanout_lease_token", String(40), nullable=True),
     Column("fanout_due_at_us", BigInteger, nullable=True),
+    Column("fanout_matched", Integer, nullable=False, server_default="0"),
+    Column("fanout_skipped", Integer, nullable=False, server_default="0"),
+    Column("fanout_done_at_us", BigInteger, nullable=True),
     Column("acknowledged_at_us", BigInteger, nullable=False),
     Column("created_at_us", BigInteger, nullable=False),
     Column("updated_at_us", BigInteger, nullable=False),
@@ -163,7 +169,8 @@ deliveries = Table(
         postgresql_where=text("status IN ('Scheduled', 'Retry', 'Processing')"),
     ),
     Index("ix_deliveries_project_id", "project_id", "id"),
-    Index("ix_deliveries_event", "event_id", "endpoint_id"),
+    # one delivery per endpoint per event, whatever the kind of event
+    Index("ix_deliveries_event", "event_id", "endpoint_id", unique=True),
     Index("ix_deliveries_endpoint", "endpoint_id", "id"),
 )
 

@@ -20,7 +20,13 @@ from typing import Any, TypeVar
 import orjson
 
 from hookcast.domain.config import ProjectConfig
-from hookcast.domain.errors import ConflictError, NotFoundError, StoreError, ValidationError
+from hookcast.domain.errors import (
+    ConflictError,
+    LeaseLostError,
+    NotFoundError,
+    StoreError,
+    ValidationError,
+)
 from hookcast.domain.ids import new_id
 from hookcast.domain.models import (
     ApiKey,
@@ -41,10 +47,13 @@ from hookcast.domain.models import (
 )
 from hookcast.domain.paging import Direction, Page, PageRequest
 from hookcast.domain.ports import (
+    BroadcastProgress,
+    ChunkResult,
     ClaimedDelivery,
     Completion,
     DeliveryFilter,
     EventFilter,
+    FanoutJob,
     IngestResult,
     NewEvent,
 )
@@ -932,6 +941,55 @@ class SQLiteStore:
         )
         return None if row is None else row[0]
 
+    # ------------------------------------------------------------ broadcast fan-out
+
+    async def claim_fanout(
+        self, *, now_us: int, lease_us: int, lease_token: str
+    ) -> FanoutJob | None:
+        """Lease the oldest broadcast whose fan-out is due (new, or its lease expired)."""
+
+        def run(c: sqlite3.Connection) -> FanoutJob | None:
+            row = c.execute(
+                "SELECT e.id, e.project_id, e.event_type, e.data, e.headers, e.idempotency_key, "
+                "p.config FROM events e JOIN projects p ON p.id = e.project_id "
+                "WHERE e.fanout_due_at_us IS NOT NULL AND e.fanout_due_at_us <= ? "
+                "ORDER BY e.fanout_due_at_us LIMIT 1",
+                (now_us,),
+            ).fetchone()
+            if row is None:
+                return None
+            c.execute(
+                "UPDATE events SET fanout_lease_token = ?, fanout_due_at_us = ?, "
+                "status = 'Processing', updated_at_us = ? WHERE id = ?",
+                (lease_token, now_us + lease_us, now_us, row[0]),
+            )
+            config = ProjectConfig.model_validate_json(row[6])
+            return FanoutJob(
+                row[0],
+                row[1],
+                row[2],
+                orjson.loads(row[3]),
+                orjson.loads(row[4]),
+                row[5],
+                lease_token,
+                config.strategy,
+                config.broadcast_rate,
+            )
+
+        return await self._write(run)
+
+    async def write_fanout_chunk(
+        self, job: FanoutJob, *, limit: int, now_us: int, lease_us: int
+    ) -> ChunkResult:
+        """Route the next *limit* endpoints (keyset by id) and write their deliveries, the
+        cursor and the counters in one transaction: a crash resumes exactly here."""
+        return await self._write(
+            lambda c: _FanoutChunk(c, self._filters, job, now_us).run(limit, lease_us)
+        )
+
+    async def broadcast_progress(self, project_id: str, event_id: str) -> BroadcastProgress | None:
+        return await self._read(lambda c: _broadcast_progress(c, project_id, event_id))
+
 
 def _with_claim(d: Delivery, due_at_us: int) -> Delivery:
     return Delivery(
@@ -983,6 +1041,7 @@ class _Ingest:
         self.event_rows: list[tuple[Any, ...]] = []
         self.delivery_rows: list[tuple[Any, ...]] = []
         self.seen_keys: set[tuple[str, str]] = set()
+        self.broadcasts = 0
 
     def run(self, batch: Sequence[NewEvent]) -> list[IngestResult]:
         results = []
@@ -1053,7 +1112,7 @@ class _Ingest:
         if ev.kind is EventKind.DYNAMIC:
             endpoint = self._dynamic_endpoint(ev)
             return self._route([endpoint], ev, auto_subscribe=False)
-        raise ValidationError(f"events of kind {ev.kind} are not routed at ingest")
+        return []  # broadcast: routed later, chunk by chunk, by the fan-out
 
     def _route(
         self, endpoints: list[Endpoint], ev: NewEvent, *, auto_subscribe: bool
@@ -1168,13 +1227,16 @@ class _Ingest:
         return endpoint
 
     def _add_event(self, ev: NewEvent, endpoint_ids: list[str], *, duplicate: bool) -> None:
+        now = ev.acknowledged_at_us
+        fanout_due = None
         if duplicate:
             status, reason = EventStatus.SUCCESS, "duplicate event: not delivered"
+        elif ev.kind is EventKind.BROADCAST:
+            status, reason, fanout_due = EventStatus.PENDING, "", now
         elif endpoint_ids:
             status, reason = EventStatus.SUCCESS, ""
         else:
             status, reason = EventStatus.FAILURE, "no subscription matched this event"
-        now = ev.acknowledged_at_us
         self.event_rows.append(
             (
                 ev.id,
@@ -1191,12 +1253,14 @@ class _Ingest:
                 ev.api_key_id,
                 ev.owner_id,
                 None,
-                None,
+                fanout_due,
                 now,
                 now,
                 now,
             )
         )
+        if fanout_due is not None:
+            self.broadcasts += 1
 
     def _add_delivery(self, ev: NewEvent, endpoint: Endpoint, sub: Subscription) -> None:
         now = ev.acknowledged_at_us
@@ -1222,3 +1286,181 @@ class _Ingest:
                 now,
             )
         )
+
+
+class _FanoutChunk:
+    """One chunk of a broadcast, inside its transaction."""
+
+    def __init__(
+        self, c: sqlite3.Connection, filters: FilterCache, job: FanoutJob, now_us: int
+    ) -> None:
+        self.c, self.filters, self.job, self.now = c, filters, job, now_us
+
+    def run(self, limit: int, lease_us: int) -> ChunkResult:
+        job = self.job
+        row = self.c.execute(
+            "SELECT fanout_cursor, fanout_lease_token, fanout_matched FROM events WHERE id = ?",
+            (job.event_id,),
+        ).fetchone()
+        if row is None or row[1] != job.lease_token:
+            raise LeaseLostError("the broadcast's fan-out lease was lost")
+        endpoints = self.c.execute(
+            "SELECT id, status FROM endpoints WHERE project_id = ? AND id > ? ORDER BY id LIMIT ?",
+            (job.project_id, row[0] or "", limit),
+        ).fetchall()
+        matched, skipped = self._route(endpoints)
+        done = len(endpoints) < limit
+        self._write_deliveries(matched)
+        self._advance(endpoints, len(matched), skipped, done, row[2], lease_us)
+        return ChunkResult(len(matched), skipped, len(endpoints), done)
+
+    def _route(self, endpoints: list[Any]) -> tuple[list[tuple[str, Subscription]], int]:
+        if not endpoints:
+            return [], 0
+        job = self.job
+        subs = [
+            _subscription(r)
+            for r in self.c.execute(
+                f"SELECT {_SUB_COLS} FROM subscriptions WHERE project_id = ? "
+                "AND endpoint_id >= ? AND endpoint_id <= ? ORDER BY endpoint_id, id",
+                (job.project_id, endpoints[0][0], endpoints[-1][0]),
+            )
+        ]
+        by_endpoint = group_by_endpoint(subs)
+        matched: list[tuple[str, Subscription]] = []
+        skipped = 0
+        for endpoint_id, status in endpoints:
+            candidates = by_endpoint.get(endpoint_id)
+            if not candidates:
+                continue
+            sub = first_match(candidates, job.event_type, job.parsed, job.headers, self.filters)
+            if sub is None:
+                continue
+            if status == EndpointStatus.ACTIVE.value:
+                matched.append((endpoint_id, sub))
+            else:
+                skipped += 1
+        return matched, skipped
+
+    def _release_times(self, count: int) -> list[int]:
+        """Due times that release this project's broadcast deliveries at its rate."""
+        job = self.job
+        if job.broadcast_rate <= 0 or count == 0:
+            return [self.now] * count
+        (clock,) = self.c.execute(
+            "SELECT broadcast_release_at_us FROM projects WHERE id = ?", (job.project_id,)
+        ).fetchone()
+        start = max(clock, self.now)
+        step = 1_000_000 / job.broadcast_rate
+        self.c.execute(
+            "UPDATE projects SET broadcast_release_at_us = ? WHERE id = ?",
+            (int(start + count * step), job.project_id),
+        )
+        return [int(start + i * step) for i in range(count)]
+
+    def _write_deliveries(self, matched: list[tuple[str, Subscription]]) -> None:
+        job, now = self.job, self.now
+        rows = []
+        for (endpoint_id, sub), due in zip(matched, self._release_times(len(matched)), strict=True):
+            s = strategy_for(sub, job.strategy)
+            rows.append(
+                (
+                    new_id(),
+                    job.project_id,
+                    job.event_id,
+                    endpoint_id,
+                    sub.id,
+                    job.event_type,
+                    sub.delivery_mode.value,
+                    job.idempotency_key,
+                    s.retry_count,
+                    s.type.value,
+                    s.duration,
+                    s.max_retry_seconds,
+                    due,
+                    now,
+                    now,
+                )
+            )
+        if rows:
+            self.c.executemany(
+                "INSERT OR IGNORE INTO deliveries (id, project_id, event_id, endpoint_id, "
+                "subscription_id, event_type, status, delivery_mode, idempotency_key, attempts, "
+                "retry_limit, strategy, interval_seconds, max_retry_seconds, due_at_us, "
+                "created_at_us, updated_at_us) "
+                "VALUES (?,?,?,?,?,?,'Scheduled',?,?,0,?,?,?,?,?,?,?)",
+                rows,
+            )
+
+    def _advance(
+        self,
+        endpoints: list[Any],
+        matched: int,
+        skipped: int,
+        done: bool,
+        before: int,
+        lease_us: int,
+    ) -> None:
+        job, now = self.job, self.now
+        cursor = endpoints[-1][0] if endpoints else None
+        if not done:
+            self.c.execute(
+                "UPDATE events SET fanout_cursor = ?, fanout_matched = fanout_matched + ?, "
+                "fanout_skipped = fanout_skipped + ?, fanout_due_at_us = ?, updated_at_us = ? "
+                "WHERE id = ?",
+                (cursor, matched, skipped, now + lease_us, now, job.event_id),
+            )
+            return
+        total = before + matched
+        status = EventStatus.SUCCESS if total else EventStatus.FAILURE
+        reason = "" if total else "no subscription matched this event"
+        self.c.execute(
+            "UPDATE events SET fanout_cursor = COALESCE(?, fanout_cursor), "
+            "fanout_matched = fanout_matched + ?, fanout_skipped = fanout_skipped + ?, "
+            "fanout_due_at_us = NULL, fanout_lease_token = NULL, fanout_done_at_us = ?, "
+            "status = ?, failure_reason = ?, updated_at_us = ? WHERE id = ?",
+            (cursor, matched, skipped, now, status.value, reason, now, job.event_id),
+        )
+
+
+def _percentile(
+    c: sqlite3.Connection, event_id: str, ack: int, count: int, q: float
+) -> float | None:
+    if count == 0:
+        return None
+    offset = min(count - 1, int(q * count))
+    row = c.execute(
+        "SELECT updated_at_us FROM deliveries WHERE event_id = ? AND status = 'Success' "
+        "ORDER BY updated_at_us LIMIT 1 OFFSET ?",
+        (event_id, offset),
+    ).fetchone()
+    return None if row is None else (row[0] - ack) / 1000
+
+
+def _broadcast_progress(
+    c: sqlite3.Connection, project_id: str, event_id: str
+) -> BroadcastProgress | None:
+    row = c.execute(
+        "SELECT fanout_matched, fanout_skipped, fanout_due_at_us, acknowledged_at_us, kind "
+        "FROM events WHERE id = ? AND project_id = ?",
+        (event_id, project_id),
+    ).fetchone()
+    if row is None:
+        return None
+    statuses = dict(
+        c.execute(
+            "SELECT status, COUNT(*) FROM deliveries WHERE event_id = ? GROUP BY status",
+            (event_id,),
+        ).fetchall()
+    )
+    first, last = c.execute(
+        "SELECT MIN(updated_at_us), MAX(updated_at_us) FROM deliveries "
+        "WHERE event_id = ? AND status = 'Success'",
+        (event_id,),
+    ).fetchone()
+    ok = statuses.get("Success", 0)
+    latency = {
+        name: _percentile(c, event_id, row[3], ok, q)
+        for name, q in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
+    }
+    return BroadcastProgress(row[0], row[1], row[2] is None, statuses, first, last, latency)

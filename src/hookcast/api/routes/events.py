@@ -13,7 +13,13 @@ from hookcast.api.auth import Permission, Principal
 from hookcast.api.context import Route, ctx
 from hookcast.api.envelope import ok
 from hookcast.api.params import date_window, json_body, many, one, page_request, validate
-from hookcast.api.schemas import CreateEvent, DynamicEvent, FanoutEvent, _EventBody
+from hookcast.api.schemas import (
+    BroadcastEvent,
+    CreateEvent,
+    DynamicEvent,
+    FanoutEvent,
+    _EventBody,
+)
 from hookcast.domain.errors import NotFoundError, ValidationError
 from hookcast.domain.ids import new_id
 from hookcast.domain.models import EventKind, EventStatus, Project
@@ -67,6 +73,14 @@ def _new_event(
     )
 
 
+def _initial_status(ev: NewEvent, result: IngestResult) -> EventStatus:
+    if result.is_duplicate:
+        return EventStatus.SUCCESS
+    if ev.kind is EventKind.BROADCAST:
+        return EventStatus.PENDING
+    return EventStatus.SUCCESS if result.deliveries else EventStatus.FAILURE
+
+
 def _created(ev: NewEvent, result: IngestResult, message: str) -> web.Response:
     if result.error is not None:
         raise result.error
@@ -82,9 +96,8 @@ def _created(ev: NewEvent, result: IngestResult, message: str) -> web.Response:
         "idempotency_key": ev.idempotency_key,
         "is_duplicate_event": result.is_duplicate,
         "deliveries": result.deliveries,
-        "status": (
-            EventStatus.SUCCESS if result.deliveries or result.is_duplicate else EventStatus.FAILURE
-        ).value,
+        "status": _initial_status(ev, result).value,
+        "api_key_id": ev.api_key_id,
         "acknowledged_at": ser.ts(ev.acknowledged_at_us),
         "created_at": ser.ts(ev.acknowledged_at_us),
         "updated_at": ser.ts(ev.acknowledged_at_us),
@@ -111,6 +124,16 @@ async def create_fanout_event(request: web.Request) -> web.Response:
         raise ValidationError("please provide an owner id")
     ev = _new_event(principal, project, EventKind.FANOUT, body, c.clock(), owner_id=body.owner_id)
     return _created(ev, await c.ingest.submit(ev), "Endpoint fanout event queued successfully")
+
+
+async def create_broadcast_event(request: web.Request) -> web.Response:
+    """Every endpoint of the project with a matching subscription, whatever its owner.
+    Acknowledged once the event is stored; the fan-out then writes deliveries in chunks."""
+    c = ctx(request)
+    principal, project = await c.auth.authorize(request, Permission.BROADCAST)
+    body = validate(BroadcastEvent, await json_body(request))
+    ev = _new_event(principal, project, EventKind.BROADCAST, body, c.clock())
+    return _created(ev, await c.ingest.submit(ev), "Broadcast event created successfully")
 
 
 async def create_dynamic_event(request: web.Request) -> web.Response:
@@ -156,7 +179,12 @@ async def get_event(request: web.Request) -> web.Response:
     event = await c.store.get_event(project.id, request.match_info["event_id"])
     if event is None:
         raise NotFoundError("Resource not found")
-    return ok(ser.event(event), "Event fetched successfully")
+    data = ser.event(event)
+    if event.kind is EventKind.BROADCAST:
+        progress = await c.store.broadcast_progress(project.id, event.id)
+        if progress is not None:
+            data["broadcast"] = ser.broadcast_progress(progress)
+    return ok(data, "Event fetched successfully")
 
 
 P = "/api/v1/projects/{project_id}/events"
@@ -183,6 +211,15 @@ ROUTES = [
         "Events",
         201,
         FanoutEvent,
+    ),
+    Route(
+        "POST",
+        P + "/broadcast",
+        create_broadcast_event,
+        "Publish to every matching endpoint of the project (needs the broadcast permission)",
+        "Events",
+        201,
+        BroadcastEvent,
     ),
     Route(
         "POST",

@@ -12,9 +12,9 @@ from hookcast.api.auth import Permission
 from hookcast.api.context import Route, ctx
 from hookcast.api.envelope import ok
 from hookcast.api.params import json_body, many, one, page_request, validate
-from hookcast.api.schemas import FilterConfigBody, SubscriptionBody
+from hookcast.api.schemas import FilterConfigBody, FilterSample, SubscriptionBody, TestFilterBody
 from hookcast.domain.errors import NotFoundError, ValidationError
-from hookcast.domain.filters import validate_filter_config
+from hookcast.domain.filters import compile_subscription_filter, validate_filter_config
 from hookcast.domain.ids import new_id
 from hookcast.domain.models import DeliveryMode, FilterConfig, Subscription
 
@@ -132,6 +132,28 @@ async def update_subscription(request: web.Request) -> web.Response:
     return ok(ser.subscription(updated, endpoint), "Subscription updated successfully", 202)
 
 
+async def test_filter(request: web.Request) -> web.Response:
+    """Would this filter match this sample? Answers ``data: true|false``."""
+    c = ctx(request)
+    await c.auth.authorize(request, Permission.READ)
+    body = validate(TestFilterBody, await json_body(request))
+    schema = body.schema_ or FilterSample()
+    sample = body.request or FilterSample()
+    docs = {
+        "body": schema.body if isinstance(schema.body, dict) else {},
+        "headers": schema.headers or schema.header or {},
+    }
+    config = {
+        "event_types": body.event_types or ["*"],
+        "filter": {k: v for k, v in docs.items() if v},
+    }
+    validate_filter_config(config)
+    compiled = compile_subscription_filter(config)
+    headers = {str(k): str(v) for k, v in (sample.headers or sample.header or {}).items()}
+    matched = compiled.matches(body.event_type or "*", sample.body, headers)
+    return ok(matched, "Filter validated successfully")
+
+
 async def toggle_subscription_status(request: web.Request) -> web.Response:
     c = ctx(request)
     sub = await _load(request, Permission.MANAGE)
@@ -148,6 +170,15 @@ async def delete_subscription(request: web.Request) -> web.Response:
 
 P = "/api/v1/projects/{project_id}/subscriptions"
 ROUTES = [
+    Route(
+        "POST",
+        P + "/test_filter",
+        test_filter,
+        "Test a filter against a sample payload",
+        "Subscriptions",
+        200,
+        TestFilterBody,
+    ),
     Route(
         "POST",
         P,

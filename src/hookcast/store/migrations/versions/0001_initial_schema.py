@@ -91,7 +91,7 @@ def upgrade() -> None:
             postgresql_where=sa.text("status IN ('Scheduled', 'Retry', 'Processing')"),
         )
         batch_op.create_index("ix_deliveries_endpoint", ["endpoint_id", "id"], unique=False)
-        batch_op.create_index("ix_deliveries_event", ["event_id", "endpoint_id"], unique=False)
+        batch_op.create_index("ix_deliveries_event", ["event_id", "endpoint_id"], unique=True)
         batch_op.create_index("ix_deliveries_project_id", ["project_id", "id"], unique=False)
 
     op.create_table(
@@ -143,6 +143,9 @@ def upgrade() -> None:
         sa.Column("fanout_cursor", sa.String(length=26), nullable=True),
         sa.Column("fanout_lease_token", sa.String(length=40), nullable=True),
         sa.Column("fanout_due_at_us", sa.BigInteger(), nullable=True),
+        sa.Column("fanout_matched", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("fanout_skipped", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("fanout_done_at_us", sa.BigInteger(), nullable=True),
         sa.Column("acknowledged_at_us", sa.BigInteger(), nullable=False),
         sa.Column("created_at_us", sa.BigInteger(), nullable=False),
         sa.Column("updated_at_us", sa.BigInteger(), nullable=False),
@@ -167,6 +170,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("type", sa.String(length=20), server_default="outgoing", nullable=False),
         sa.Column("config", sa.Text(), nullable=False),
+        sa.Column("broadcast_release_at_us", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("created_at_us", sa.BigInteger(), nullable=False),
         sa.Column("updated_at_us", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
@@ -192,10 +196,14 @@ def upgrade() -> None:
     with op.batch_alter_table("subscriptions", schema=None) as batch_op:
         batch_op.create_index("ix_subscriptions_endpoint", ["endpoint_id", "id"], unique=False)
         batch_op.create_index("ix_subscriptions_project_id", ["project_id", "id"], unique=False)
+        batch_op.create_index(
+            "ix_subscriptions_project_endpoint", ["project_id", "endpoint_id", "id"], unique=False
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("subscriptions", schema=None) as batch_op:
+        batch_op.drop_index("ix_subscriptions_project_endpoint")
         batch_op.drop_index("ix_subscriptions_project_id")
         batch_op.drop_index("ix_subscriptions_endpoint")
 
