@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from aiohttp import web
 
@@ -14,7 +15,10 @@ from hookcast.api.app import create_app
 from hookcast.api.auth import Authenticator
 from hookcast.api.context import ApiContext
 from hookcast.api.ingest import IngestQueue
+from hookcast.delivery.batches import BatchRunner
 from hookcast.delivery.fanout import FanoutOptions, FanoutRunner
+from hookcast.delivery.prober import Prober
+from hookcast.delivery.retention import RetentionRunner
 from hookcast.delivery.sender import Sender
 from hookcast.delivery.waker import Waker
 from hookcast.delivery.worker import Worker, WorkerOptions
@@ -50,7 +54,12 @@ def worker_options(settings: Settings) -> WorkerOptions:
         lease_margin_s=settings.lease_margin_s,
         completion_flush_ms=settings.completion_flush_ms,
         shutdown_grace_s=settings.shutdown_grace_s,
+        endpoint_max_in_flight=settings.endpoint_max_in_flight,
     )
+
+
+class Stoppable(Protocol):
+    def request_stop(self) -> None: ...
 
 
 @dataclass
@@ -62,7 +71,7 @@ class Running:
     worker_task: asyncio.Task[None] | None
     sender: Sender | None
     fanout: FanoutRunner | None = None
-    fanout_task: asyncio.Task[None] | None = None
+    background: list[tuple[Stoppable, asyncio.Task[None]]] = field(default_factory=list)
 
 
 async def start(settings: Settings, *, api: bool = True, worker: bool = True) -> Running:
@@ -94,7 +103,11 @@ async def start(settings: Settings, *, api: bool = True, worker: bool = True) ->
                 poll_interval_s=settings.poll_interval_s,
             ),
         )
-        running.fanout_task = asyncio.create_task(running.fanout.run())
+        batches = BatchRunner(store, fanout_waker, waker, settings.poll_interval_s)
+        prober = Prober(store, sender, waker, settings.poll_interval_s)
+        retention = RetentionRunner(store, settings.retention_interval_s)
+        for runner in (running.fanout, batches, prober, retention):
+            running.background.append((runner, asyncio.create_task(runner.run())))
     if api:
         running.ingest = IngestQueue(
             store,
@@ -137,9 +150,9 @@ async def stop(running: Running) -> None:
         await running.ingest.close()
     if running.runner is not None:
         await running.runner.cleanup()
-    if running.fanout is not None and running.fanout_task is not None:
-        running.fanout.request_stop()
-        await running.fanout_task
+    for runner, _ in running.background:
+        runner.request_stop()
+    await asyncio.gather(*(task for _, task in running.background), return_exceptions=True)
     if running.worker is not None and running.worker_task is not None:
         running.worker.request_stop()
         await running.worker_task

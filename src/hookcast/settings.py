@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     response_read_bytes: int = Field(default=65_536, ge=0)
     shutdown_grace_s: float = Field(default=10.0, ge=0)
 
+    #: deliveries in flight to one endpoint at once, unless the endpoint sets max_in_flight
+    endpoint_max_in_flight: int = Field(default=32, ge=1)
+    #: how often old events, deliveries and attempts are swept (project retention_hours)
+    retention_interval_s: float = Field(default=600.0, gt=0)
+
     # broadcast fan-out: endpoints routed per transaction
     fanout_chunk: int = Field(default=2000, ge=1, le=20_000)
 

@@ -160,15 +160,27 @@ def test_response_bytes_are_capped(gateway: Gateway, project: Project, receiver:
     assert len(a["response_data"]) == gateway.settings.response_capture_bytes
 
 
-def test_gone_disables_the_endpoint(gateway: Gateway, project: Project, receiver: Receiver) -> None:
+def test_gone_disables_the_endpoint_and_holds_what_follows(
+    gateway: Gateway, project: Project, receiver: Receiver
+) -> None:
     receiver.behave("/gone", Behaviour(410))
     ep = project.endpoint(receiver.url + "/gone")
     project.publish(ep["uid"])
     wait_status(project, "Failure")
-    assert project.ok("GET", f"/endpoints/{ep['uid']}")["status"] == "inactive"
+    endpoint = project.ok("GET", f"/endpoints/{ep['uid']}")
+    assert endpoint["status"] == "inactive" and endpoint["disabled_reason"] == "gone"
+    assert endpoint["probe_at"] is not None  # it will be probed: self-healing
     project.publish(ep["uid"])
-    assert wait_until(lambda: "Discarded" in statuses(project), 5)
-    assert len(receiver.at("/gone")) == 1
+    time.sleep(0.5)
+    held = [d for d in project.deliveries() if d["status"] == "Scheduled"]
+    assert len(held) == 1 and held[0]["held"] is True
+    assert held[0]["metadata"]["next_send_time"] is None
+    assert len(receiver.at("/gone")) == 1  # nothing sent while disabled
+    # an operator re-enables it: the held delivery goes out
+    receiver.behave("/gone", Behaviour(200))
+    project.ok("POST", f"/endpoints/{ep['uid']}/activate", 202)
+    receiver.wait_for("/gone", 2)
+    assert wait_until(lambda: "Scheduled" not in statuses(project), 10)
 
 
 def test_paused_endpoint_gets_discarded_deliveries(project: Project, receiver: Receiver) -> None:

@@ -11,7 +11,15 @@ from aiohttp import web
 from hookcast.api.context import CTX, ApiContext, Route
 from hookcast.api.envelope import JSON, error, ok
 from hookcast.api.openapi import build_openapi
-from hookcast.api.routes import deliveries, endpoints, events, keys, projects, subscriptions
+from hookcast.api.routes import (
+    batches,
+    deliveries,
+    endpoints,
+    events,
+    keys,
+    projects,
+    subscriptions,
+)
 from hookcast.domain.errors import HookcastError
 from hookcast.domain.ids import new_id
 
@@ -19,6 +27,7 @@ log = logging.getLogger("hookcast.api")
 MAX_BODY = web.AppKey("max_body", int)
 
 ALL_ROUTES: list[Route] = [
+    *batches.ROUTES,
     *projects.ROUTES,
     *endpoints.ROUTES,
     *subscriptions.ROUTES,

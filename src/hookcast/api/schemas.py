@@ -53,6 +53,8 @@ class EndpointBody(_Body):
     rate_limit_duration: int | None = Field(default=None, ge=0)
     content_type: Literal["application/json", "application/x-www-form-urlencoded", ""] | None = None
     authentication: EndpointAuthentication | None = None
+    #: hookcast: deliveries in flight to this endpoint at once (0 = the server default)
+    max_in_flight: int | None = Field(default=None, ge=0, le=10_000)
 
     @field_validator("support_email")
     @classmethod

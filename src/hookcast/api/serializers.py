@@ -5,12 +5,15 @@ Lists are always lists, never null: the generated 1.x client iterates them.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from hookcast.domain import breaker as br
 from hookcast.domain.models import (
+    HELD_US,
     Attempt,
     Delivery,
     Endpoint,
@@ -58,6 +61,7 @@ def project(p: Project) -> dict[str, Any]:
 
 
 def endpoint(e: Endpoint) -> dict[str, Any]:
+    breaker = br.snapshot(br.from_json(e.breaker or {}), time.time_ns() // 1000)
     auth = e.authentication
     if auth and isinstance(auth.get("basic_auth"), dict):
         auth = {**auth, "basic_auth": {**auth["basic_auth"], "password": "[redacted]"}}
@@ -91,8 +95,12 @@ def endpoint(e: Endpoint) -> dict[str, Any]:
         "slack_webhook_url": e.slack_webhook_url,
         "teams_webhook_url": e.teams_webhook_url,
         "events": 0,
-        "failure_rate": 0,
-        "cb_state": None,
+        "failure_rate": breaker["failure_rate"],
+        "cb_state": None if breaker["state"] == "closed" and not e.breaker else breaker["state"],
+        "circuit_breaker": breaker,
+        "max_in_flight": e.max_in_flight,
+        "disabled_reason": e.disabled_reason,
+        "probe_at": ts(e.probe_at_us),
         "created_at": ts(e.created_at_us),
         "updated_at": ts(e.updated_at_us),
     }
@@ -171,11 +179,13 @@ def delivery(d: Delivery) -> dict[str, Any]:
         "latency": "" if latency_s is None else f"{latency_s:.6f}s",
         "latency_seconds": latency_s or 0.0,
         "description": d.description,
+        "held": d.next_attempt_at_us >= HELD_US and d.status.value in ("Scheduled", "Retry"),
         "metadata": {
             "data": None,
             "raw": "",
             "strategy": d.strategy,
-            "next_send_time": ts(d.next_attempt_at_us),
+            # held for a disabled endpoint: no send time until it is back
+            "next_send_time": None if d.next_attempt_at_us >= HELD_US else ts(d.next_attempt_at_us),
             "num_trials": d.attempts,
             "interval_seconds": d.interval_seconds,
             "retry_limit": d.retry_limit,

@@ -15,19 +15,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from hookcast.delivery.health import EndpointHealth
 from hookcast.delivery.sender import Sender, SendResult
 from hookcast.delivery.waker import Waker
-from hookcast.domain.config import StrategyConfig, StrategyType
+from hookcast.domain.config import ProjectConfig, StrategyConfig, StrategyType
 from hookcast.domain.ids import new_id
 from hookcast.domain.models import (
+    HELD_US,
     Attempt,
+    Delivery,
     DeliveryMode,
     DeliveryStatus,
+    Endpoint,
     EndpointStatus,
 )
 from hookcast.domain.outbound import build_request, loggable_headers
-from hookcast.domain.outcome import OutcomeKind, classify
-from hookcast.domain.ports import ClaimedDelivery, Completion, Store
+from hookcast.domain.outcome import Outcome, OutcomeKind, classify
+from hookcast.domain.ports import ClaimedDelivery, Completion, Deferral, Store
 from hookcast.domain.retry import decide_after_failure
 
 log = logging.getLogger("hookcast.worker")
@@ -45,6 +49,7 @@ class WorkerOptions:
     lease_margin_s: float = 30.0
     completion_flush_ms: float = 5.0
     shutdown_grace_s: float = 10.0
+    endpoint_max_in_flight: int = 32
 
 
 class Completer:
@@ -115,6 +120,7 @@ class Worker:
         self._clock = clock
         self._rand = rand
         self._completer = Completer(store, options.completion_flush_ms, clock)
+        self._health = EndpointHealth(options.endpoint_max_in_flight, rand)
         self._inflight: dict[asyncio.Task[None], ClaimedDelivery] = {}
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -137,10 +143,9 @@ class Worker:
                 log.exception("worker.claim_failed")
                 await self._idle()
                 continue
-            for cd in claimed:
-                task = asyncio.create_task(self._process(cd))
-                self._inflight[task] = cd
-                task.add_done_callback(self._done)
+            deferrals = self._admit_and_start(claimed)
+            if deferrals:
+                await self._defer(deferrals)
             if len(claimed) < want:
                 await self._idle()
         await self._drain()
@@ -207,12 +212,55 @@ class Worker:
 
     # ------------------------------------------------------------ one delivery
 
-    async def _process(self, cd: ClaimedDelivery) -> None:
-        skip = self._precheck(cd)
-        endpoint, config = cd.endpoint, cd.project_config
-        if skip is not None or endpoint is None or config is None:
-            self._completer.add(skip or self._final(cd, DeliveryStatus.DISCARDED, "gone", 0))
-            return
+    def _admit_and_start(self, claimed: list[ClaimedDelivery]) -> list[Deferral]:
+        """Start what may be sent now; the rest is finished (discarded) or deferred."""
+        now = self._clock()
+        deferrals: list[Deferral] = []
+        self._health.new_batch()
+        for cd in claimed:
+            endpoint, config = cd.endpoint, cd.project_config
+            final = self._precheck(cd, now)
+            if final is not None or endpoint is None or config is None:
+                self._completer.add(final or self._final(cd, DeliveryStatus.DISCARDED, "gone", now))
+                continue
+            if endpoint.status is EndpointStatus.INACTIVE:
+                deferrals.append(
+                    Deferral(
+                        cd.delivery.id,
+                        cd.lease_token,
+                        cd.previous_status,
+                        HELD_US,
+                        "held: the endpoint is disabled",
+                    )
+                )
+                continue
+            verdict = self._health.admit(endpoint, config, now)
+            if not verdict.send:
+                deferrals.append(
+                    Deferral(
+                        cd.delivery.id,
+                        cd.lease_token,
+                        cd.previous_status,
+                        verdict.defer_until_us,
+                        verdict.reason,
+                    )
+                )
+                continue
+            task = asyncio.create_task(self._process(cd, endpoint, config))
+            self._inflight[task] = cd
+            task.add_done_callback(self._done)
+        return deferrals
+
+    async def _defer(self, deferrals: list[Deferral]) -> None:
+        try:
+            await self._store.defer(deferrals, self._clock())
+        except Exception:
+            # the leases expire and the deliveries come back: nothing is lost
+            log.exception("delivery.defer_failed", extra={"count": len(deferrals)})
+
+    async def _process(
+        self, cd: ClaimedDelivery, endpoint: Endpoint, config: ProjectConfig
+    ) -> None:
         request = build_request(
             cd.delivery, endpoint, config, cd.event_data, cd.event_headers, self._clock()
         )
@@ -220,17 +268,14 @@ class Worker:
             request.url, request.body, request.headers, float(endpoint.http_timeout)
         )
         attempt = self._attempt(cd, request.url, loggable_headers(request), result)
-        self._completer.add(self._decide(cd, result, attempt))
+        self._completer.add(self._decide(cd, endpoint, config, result, attempt))
 
-    def _precheck(self, cd: ClaimedDelivery) -> Completion | None:
-        """Deliveries that must not be sent: a Completion for them, else None."""
-        now = self._clock()
+    def _precheck(self, cd: ClaimedDelivery, now: int) -> Completion | None:
+        """Deliveries that must not be sent: a final Completion for them, else None."""
         if cd.endpoint is None or cd.project_config is None:
             return self._final(cd, DeliveryStatus.DISCARDED, "endpoint was deleted", now)
-        if cd.endpoint.status is not EndpointStatus.ACTIVE:
-            return self._final(
-                cd, DeliveryStatus.DISCARDED, f"endpoint is {cd.endpoint.status.value}", now
-            )
+        if cd.endpoint.status is EndpointStatus.PAUSED:
+            return self._final(cd, DeliveryStatus.DISCARDED, "endpoint is paused", now)
         if cd.reclaimed and cd.delivery.delivery_mode is DeliveryMode.AT_MOST_ONCE:
             return self._final(
                 cd, DeliveryStatus.FAILURE, "lease expired during an at-most-once attempt", now
@@ -265,30 +310,58 @@ class Worker:
             result.ended_us,
         )
 
-    def _decide(self, cd: ClaimedDelivery, result: SendResult, attempt: Attempt) -> Completion:
+    def _decide(
+        self,
+        cd: ClaimedDelivery,
+        endpoint: Endpoint,
+        config: ProjectConfig,
+        result: SendResult,
+        attempt: Attempt,
+    ) -> Completion:
         d = cd.delivery
         now = self._clock()
         latency = result.ended_us - result.started_us
         outcome = classify(result.status, result.error or None, result.headers, now / 1e6)
-        if outcome.kind is OutcomeKind.SUCCESS:
-            return Completion(
-                d.id, cd.lease_token, DeliveryStatus.SUCCESS, now, latency, "", attempt
+        health = self._health.finished(
+            endpoint, config, now, outcome.kind is OutcomeKind.SUCCESS, latency
+        )
+        disable, probe_at = "", None
+        if health.transition:
+            log.info(
+                "endpoint.breaker",
+                extra={"endpoint_id": endpoint.id, "transition": health.transition},
             )
         if outcome.kind is OutcomeKind.DISABLE_ENDPOINT:
-            return Completion(
-                d.id,
-                cd.lease_token,
-                DeliveryStatus.FAILURE,
-                now,
-                latency,
-                "endpoint answered 410 Gone: endpoint disabled",
-                attempt,
-                disable_endpoint=True,
-            )
+            disable = "gone"
+        elif health.disable and config.disable_endpoint:
+            disable = "breaker"
+        if disable:
+            probe_at = now + first_probe_delay_us()
+            self._health.forget(endpoint.id)
+            log.warning("endpoint.disabled", extra={"endpoint_id": endpoint.id, "reason": disable})
+        status, due, why = self._next_status(d, outcome, result, now)
+        return Completion(
+            d.id,
+            cd.lease_token,
+            status,
+            due,
+            latency,
+            why,
+            attempt,
+            disable_endpoint=disable,
+            probe_at_us=probe_at,
+            breaker=health.breaker,
+        )
+
+    def _next_status(
+        self, d: Delivery, outcome: Outcome, result: SendResult, now: int
+    ) -> tuple[DeliveryStatus, int, str]:
+        if outcome.kind is OutcomeKind.SUCCESS:
+            return DeliveryStatus.SUCCESS, now, ""
+        if outcome.kind is OutcomeKind.DISABLE_ENDPOINT:
+            return DeliveryStatus.FAILURE, now, "endpoint answered 410 Gone: endpoint disabled"
         if d.delivery_mode is DeliveryMode.AT_MOST_ONCE and result.status is not None:
-            return Completion(
-                d.id, cd.lease_token, DeliveryStatus.FAILURE, now, latency, outcome.reason, attempt
-            )
+            return DeliveryStatus.FAILURE, now, outcome.reason
         strategy = StrategyConfig.model_construct(
             type=StrategyType(d.strategy),
             duration=d.interval_seconds,
@@ -303,12 +376,18 @@ class Worker:
             rand=self._rand,
             retry_after_seconds=outcome.retry_after_seconds,
         )
-        return Completion(
-            d.id,
-            cd.lease_token,
-            decision.status,
-            decision.next_attempt_at_us or now,
-            latency,
-            f"{outcome.reason}; {decision.reason}" if decision.reason else outcome.reason,
-            attempt,
-        )
+        why = f"{outcome.reason}; {decision.reason}" if decision.reason else outcome.reason
+        return decision.status, decision.next_attempt_at_us or now, why
+
+
+def first_probe_delay_us() -> int:
+    return PROBE_BASE_S * 1_000_000
+
+
+def probe_delay_us(attempts: int) -> int:
+    """Backoff between probes of a disabled endpoint: 30 s doubling, at most an hour."""
+    return min(PROBE_BASE_S * (1 << min(attempts, 12)), PROBE_MAX_S) * 1_000_000
+
+
+PROBE_BASE_S = 30
+PROBE_MAX_S = 3600

@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hookcast.domain.breaker import BreakerConfig
+
 
 class StrategyType(enum.StrEnum):
     LINEAR = "linear"
@@ -67,3 +69,7 @@ class ProjectConfig(_Model):
     broadcast_rate: int = Field(default=5_000, ge=0)
     #: how long events, deliveries and attempts are kept, in hours (0 = forever)
     retention_hours: int = Field(default=720, ge=0)
+    #: per-endpoint circuit breaker thresholds
+    circuit_breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    #: deliveries per second released to an endpoint that comes back after being disabled
+    recovery_rate: float = Field(default=50.0, gt=0)

@@ -35,6 +35,9 @@ class DeliveryStatus(enum.StrEnum):
     RETRY = "Retry"
 
 
+#: the due time of deliveries held for a disabled endpoint: never claimed until released
+HELD_US = 1 << 62
+
 #: statuses a worker may claim (Processing only once its lease has expired)
 CLAIMABLE = (DeliveryStatus.SCHEDULED, DeliveryStatus.RETRY, DeliveryStatus.PROCESSING)
 FINAL = (DeliveryStatus.SUCCESS, DeliveryStatus.FAILURE, DeliveryStatus.DISCARDED)
@@ -111,6 +114,15 @@ class Endpoint:
     teams_webhook_url: str
     created_at_us: int
     updated_at_us: int
+    #: deliveries in flight at once (0 = the worker's default)
+    max_in_flight: int = 0
+    #: the persisted circuit breaker (see domain.breaker), None = closed and fresh
+    breaker: dict[str, Any] | None = None
+    #: why it is inactive: "manual", "gone" (410), "breaker"; empty when active
+    disabled_reason: str = ""
+    #: when a disabled endpoint is probed next (None: no probing)
+    probe_at_us: int | None = None
+    probe_attempts: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,3 +209,33 @@ class Attempt:
     requested_at_us: int
     responded_at_us: int
     created_at_us: int
+
+
+class BatchKind(enum.StrEnum):
+    RETRY = "retry"  # deliveries matching a filter
+    REPLAY = "replay"  # events matching a filter: all their finished deliveries
+
+
+class BatchStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchJob:
+    """A background operator action over many deliveries, with its progress."""
+
+    id: str
+    project_id: str
+    kind: BatchKind
+    filter: dict[str, Any]
+    status: BatchStatus
+    total: int
+    processed: int
+    requeued: int
+    error: str
+    created_at_us: int
+    updated_at_us: int
+    finished_at_us: int | None

@@ -64,6 +64,28 @@ def _auth_headers(auth: Mapping[str, Any] | None) -> dict[str, str]:
     return {}
 
 
+def _signed(
+    msg_id: str,
+    body: bytes,
+    endpoint: Endpoint,
+    config: ProjectConfig,
+    now_us: int,
+    headers: dict[str, str],
+) -> None:
+    """Add both signatures (Convoy's and Standard Webhooks') over exactly *body*."""
+    now_s = now_us // 1_000_000
+    secrets = live_secrets(endpoint.secrets, now_us)
+    if not secrets:
+        return
+    versions = [(v.hash, v.encoding) for v in config.signature.versions] or [("SHA256", "hex")]
+    headers[config.signature.header] = convoy_signature(
+        body, secrets, timestamp=now_s, advanced=endpoint.advanced_signatures, versions=versions
+    )
+    headers.update(
+        standard_webhooks_headers(msg_id, now_s, body, [standard_webhooks_key(s) for s in secrets])
+    )
+
+
 def build_request(
     delivery: Delivery,
     endpoint: Endpoint,
@@ -73,27 +95,41 @@ def build_request(
     now_us: int,
 ) -> OutboundRequest:
     body = form_body(data) if endpoint.content_type == FORM else data
-    now_s = now_us // 1_000_000
-    secrets = live_secrets(endpoint.secrets, now_us)
     # the event's custom headers first, so ours (signatures above all) always win
     headers: dict[str, str] = {k: v for k, v in event_headers.items() if k.lower() not in _RESERVED}
     headers["Content-Type"] = endpoint.content_type or "application/json"
     headers["User-Agent"] = USER_AGENT
-    if secrets:
-        versions = [(v.hash, v.encoding) for v in config.signature.versions] or [("SHA256", "hex")]
-        headers[config.signature.header] = convoy_signature(
-            body, secrets, timestamp=now_s, advanced=endpoint.advanced_signatures, versions=versions
-        )
-        headers.update(
-            standard_webhooks_headers(
-                delivery.id, now_s, body, [standard_webhooks_key(s) for s in secrets]
-            )
-        )
+    _signed(delivery.id, body, endpoint, config, now_us, headers)
     if delivery.idempotency_key:
         headers[config.request_id_header] = delivery.idempotency_key
     if config.add_event_id_trace_headers:
         headers["X-Convoy-Event-ID"] = delivery.event_id
         headers["X-Convoy-EventDelivery-ID"] = delivery.id
+    auth = _auth_headers(endpoint.authentication)
+    headers.update(auth)
+    return OutboundRequest(endpoint.url, body, headers, frozenset(auth))
+
+
+PROBE_EVENT_TYPE = "hookcast.probe"
+
+
+def build_probe(
+    endpoint: Endpoint, config: ProjectConfig, probe_id: str, now_us: int
+) -> OutboundRequest:
+    """A signed ping that asks a disabled endpoint whether it is back."""
+    body = orjson.dumps(
+        {
+            "event_type": PROBE_EVENT_TYPE,
+            "endpoint_id": endpoint.id,
+            "timestamp": now_us // 1_000_000,
+        }
+    )
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "X-Hookcast-Probe": "1",
+    }
+    _signed(probe_id, body, endpoint, config, now_us, headers)
     auth = _auth_headers(endpoint.authentication)
     headers.update(auth)
     return OutboundRequest(endpoint.url, body, headers, frozenset(auth))

@@ -15,6 +15,7 @@ from hookcast.domain.errors import HookcastError
 from hookcast.domain.models import (
     ApiKey,
     Attempt,
+    BatchJob,
     Delivery,
     DeliveryStatus,
     Endpoint,
@@ -87,6 +88,7 @@ class ClaimedDelivery:
     delivery: Delivery
     lease_token: str
     reclaimed: bool  # the previous lease expired while Processing
+    previous_status: DeliveryStatus  # the status before this claim (restored on a deferral)
     event_data: bytes
     event_headers: dict[str, str]
     endpoint: Endpoint | None
@@ -104,7 +106,22 @@ class Completion:
     latency_us: int | None
     description: str
     attempt: Attempt | None
-    disable_endpoint: bool = False
+    #: disable the endpoint (holding its pending deliveries) and probe it from then on
+    disable_endpoint: str = ""  # the reason ("gone", "breaker"); empty = leave it
+    probe_at_us: int | None = None
+    #: the endpoint's circuit breaker to persist (on a state change), or None
+    breaker: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Deferral:
+    """Give a claimed delivery back without spending an attempt, due again at *due_at_us*."""
+
+    delivery_id: str
+    lease_token: str
+    status: DeliveryStatus  # restored (Scheduled or Retry)
+    due_at_us: int
+    description: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +211,30 @@ class Store(Protocol):
     ) -> list[ClaimedDelivery]: ...
     async def complete(self, completions: Sequence[Completion], now_us: int) -> int: ...
     async def release(self, leases: Sequence[tuple[str, str]], now_us: int) -> int: ...
+    async def defer(self, deferrals: Sequence[Deferral], now_us: int) -> int: ...
+
+    # endpoint health
+    async def disable_endpoint(
+        self, endpoint_id: str, reason: str, probe_at_us: int | None, now_us: int
+    ) -> None: ...
+    async def enable_endpoint(self, endpoint_id: str, now_us: int, release_rate: float) -> int: ...
+    async def due_probes(self, now_us: int, limit: int) -> list[tuple[Endpoint, ProjectConfig]]: ...
+    async def reschedule_probe(self, endpoint_id: str, probe_at_us: int, attempts: int) -> None: ...
+
+    # operator actions over many deliveries
+    async def replay_event(self, project_id: str, event_id: str, now_us: int) -> int: ...
+    async def create_batch_job(self, job: BatchJob) -> BatchJob: ...
+    async def get_batch_job(self, project_id: str, job_id: str) -> BatchJob | None: ...
+    async def claim_batch_job(
+        self, *, now_us: int, lease_us: int, lease_token: str
+    ) -> tuple[BatchJob, str] | None: ...
+    async def run_batch_chunk(
+        self, job_id: str, lease_token: str, *, limit: int, now_us: int, lease_us: int
+    ) -> BatchJob: ...
+
+    # retention
+    async def purge_before(self, project_id: str, cutoff_us: int, limit: int) -> int: ...
+    async def retention_policies(self) -> list[tuple[str, int]]: ...
     async def next_due_at(self) -> int | None: ...
 
     # broadcast fan-out
@@ -206,3 +247,38 @@ class Store(Protocol):
     async def broadcast_progress(
         self, project_id: str, event_id: str
     ) -> BroadcastProgress | None: ...
+
+
+def filter_to_json(flt: EventFilter | DeliveryFilter) -> dict[str, Any]:
+    """A filter as the JSON stored on a batch job."""
+    doc: dict[str, Any] = {}
+    for name in flt.__dataclass_fields__:
+        value = getattr(flt, name)
+        if isinstance(value, tuple):
+            value = [str(v) for v in value]
+        doc[name] = value
+    return doc
+
+
+def delivery_filter_from_json(doc: dict[str, Any]) -> DeliveryFilter:
+    return DeliveryFilter(
+        endpoint_ids=tuple(doc.get("endpoint_ids") or ()),
+        event_id=doc.get("event_id"),
+        subscription_id=doc.get("subscription_id"),
+        idempotency_key=doc.get("idempotency_key"),
+        statuses=tuple(DeliveryStatus(s) for s in doc.get("statuses") or ()),
+        event_type=doc.get("event_type"),
+        start_us=doc.get("start_us"),
+        end_us=doc.get("end_us"),
+    )
+
+
+def event_filter_from_json(doc: dict[str, Any]) -> EventFilter:
+    return EventFilter(
+        endpoint_ids=tuple(doc.get("endpoint_ids") or ()),
+        idempotency_key=doc.get("idempotency_key"),
+        query=doc.get("query"),
+        source_ids=tuple(doc.get("source_ids") or ()),
+        start_us=doc.get("start_us"),
+        end_us=doc.get("end_us"),
+    )

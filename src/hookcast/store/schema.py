@@ -76,7 +76,20 @@ endpoints = Table(
     Column("teams_webhook_url", Text, nullable=False, server_default=""),
     Column("created_at_us", BigInteger, nullable=False),
     Column("updated_at_us", BigInteger, nullable=False),
+    # delivery health: concurrency cap (0 = the worker default), circuit breaker,
+    # why it is disabled, and when a disabled endpoint is probed next
+    Column("max_in_flight", Integer, nullable=False, server_default="0"),
+    Column("breaker", Text, nullable=True),
+    Column("disabled_reason", String(40), nullable=False, server_default=""),
+    Column("probe_at_us", BigInteger, nullable=True),
+    Column("probe_attempts", Integer, nullable=False, server_default="0"),
     Index("ix_endpoints_project_owner", "project_id", "owner_id", "id"),
+    Index(
+        "ix_endpoints_probe",
+        "probe_at_us",
+        sqlite_where=text("probe_at_us IS NOT NULL"),
+        postgresql_where=text("probe_at_us IS NOT NULL"),
+    ),
     Index("ix_endpoints_project_id", "project_id", "id"),
 )
 
@@ -194,4 +207,31 @@ attempts = Table(
     Column("responded_at_us", BigInteger, nullable=False),
     Column("created_at_us", BigInteger, nullable=False),
     Index("ix_attempts_delivery", "delivery_id", "id"),
+)
+
+batch_jobs = Table(
+    "batch_jobs",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("project_id", ID, nullable=False),
+    Column("kind", String(20), nullable=False),  # retry | replay
+    Column("filter", Text, nullable=False),
+    Column("status", String(20), nullable=False),  # queued | running | done | failed
+    Column("cursor", ID, nullable=True),
+    Column("total", Integer, nullable=False, server_default="0"),
+    Column("processed", Integer, nullable=False, server_default="0"),
+    Column("requeued", Integer, nullable=False, server_default="0"),
+    Column("error", Text, nullable=False, server_default=""),
+    Column("lease_token", String(40), nullable=True),
+    Column("due_at_us", BigInteger, nullable=True),
+    Column("created_at_us", BigInteger, nullable=False),
+    Column("updated_at_us", BigInteger, nullable=False),
+    Column("finished_at_us", BigInteger, nullable=True),
+    Index("ix_batch_jobs_project", "project_id", "id"),
+    Index(
+        "ix_batch_jobs_due",
+        "due_at_us",
+        sqlite_where=text("due_at_us IS NOT NULL"),
+        postgresql_where=text("due_at_us IS NOT NULL"),
+    ),
 )

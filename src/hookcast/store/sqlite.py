@@ -14,6 +14,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,8 +30,12 @@ from hookcast.domain.errors import (
 )
 from hookcast.domain.ids import new_id
 from hookcast.domain.models import (
+    HELD_US,
     ApiKey,
     Attempt,
+    BatchJob,
+    BatchKind,
+    BatchStatus,
     Delivery,
     DeliveryMode,
     DeliveryStatus,
@@ -51,11 +56,14 @@ from hookcast.domain.ports import (
     ChunkResult,
     ClaimedDelivery,
     Completion,
+    Deferral,
     DeliveryFilter,
     EventFilter,
     FanoutJob,
     IngestResult,
     NewEvent,
+    delivery_filter_from_json,
+    event_filter_from_json,
 )
 from hookcast.domain.routing import FilterCache, first_match, group_by_endpoint, strategy_for
 from hookcast.store.urls import sqlite_path
@@ -129,7 +137,8 @@ _KEY_COLS = (
 _ENDPOINT_COLS = (
     "id, project_id, owner_id, name, url, description, status, secrets, advanced_signatures, "
     "http_timeout, rate_limit, rate_limit_duration, content_type, authentication, "
-    "support_email, slack_webhook_url, teams_webhook_url, created_at_us, updated_at_us"
+    "support_email, slack_webhook_url, teams_webhook_url, created_at_us, updated_at_us, "
+    "max_in_flight, breaker, disabled_reason, probe_at_us, probe_attempts"
 )
 _SUB_COLS = (
     "id, project_id, endpoint_id, name, type, filter_config, alert_config, retry_config, "
@@ -209,6 +218,11 @@ def _endpoint(r: Sequence[Any]) -> Endpoint:
         r[16],
         r[17],
         r[18],
+        r[19],
+        _load(r[20]),
+        r[21],
+        r[22],
+        r[23],
     )
 
 
@@ -233,6 +247,11 @@ def _endpoint_row(e: Endpoint) -> tuple[Any, ...]:
         e.teams_webhook_url,
         e.created_at_us,
         e.updated_at_us,
+        e.max_in_flight,
+        None if e.breaker is None else _json(e.breaker),
+        e.disabled_reason,
+        e.probe_at_us,
+        e.probe_attempts,
     )
 
 
@@ -703,23 +722,7 @@ class SQLiteStore:
     async def list_events(
         self, project_id: str, flt: EventFilter, page: PageRequest
     ) -> Page[Event]:
-        where, params = ["project_id = ?"], [project_id]
-        if flt.source_ids:
-            where.append("1 = 0")  # no event has a source (outgoing projects only)
-        if flt.endpoint_ids:
-            where.append(
-                "EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND "
-                + _in("d.endpoint_id", flt.endpoint_ids)
-                + ")"
-            )
-            params.extend(flt.endpoint_ids)
-        if flt.idempotency_key:
-            where.append("idempotency_key = ?")
-            params.append(flt.idempotency_key)
-        if flt.query:
-            where.append("(event_type = ? OR id = ? OR idempotency_key = ?)")
-            params.extend([flt.query] * 3)
-        _time_window(where, params, flt.start_us, flt.end_us)
+        where, params = _event_where(project_id, flt)
         return await self._read(
             lambda c: _paged(c, "events", _EVENT_COLS, where, params, page, _event)
         )
@@ -738,23 +741,7 @@ class SQLiteStore:
     async def list_deliveries(
         self, project_id: str, flt: DeliveryFilter, page: PageRequest
     ) -> Page[Delivery]:
-        where, params = ["project_id = ?"], [project_id]
-        if flt.endpoint_ids:
-            where.append(_in("endpoint_id", flt.endpoint_ids))
-            params.extend(flt.endpoint_ids)
-        for column, value in (
-            ("event_id", flt.event_id),
-            ("subscription_id", flt.subscription_id),
-            ("idempotency_key", flt.idempotency_key),
-            ("event_type", flt.event_type),
-        ):
-            if value:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if flt.statuses:
-            where.append(_in("status", flt.statuses))
-            params.extend(s.value for s in flt.statuses)
-        _time_window(where, params, flt.start_us, flt.end_us)
+        where, params = _delivery_where(project_id, flt)
         return await self._read(
             lambda c: _paged(c, "deliveries", _DELIVERY_COLS, where, params, page, _delivery)
         )
@@ -846,13 +833,21 @@ class SQLiteStore:
         for r in rows:
             d = _delivery(r)
             reclaimed = d.status is DeliveryStatus.PROCESSING
+            previous = DeliveryStatus.RETRY if reclaimed else d.status
             endpoint = endpoints.get(d.endpoint_id)
             timeout_us = (endpoint.http_timeout if endpoint else 30) * 1_000_000
             d = _with_claim(d, now_us + lease_us + timeout_us)
             data, headers = events.get(d.event_id, (b"null", {}))
             claimed.append(
                 ClaimedDelivery(
-                    d, token, reclaimed, data, headers, endpoint, configs.get(d.project_id)
+                    d,
+                    token,
+                    reclaimed,
+                    previous,
+                    data,
+                    headers,
+                    endpoint,
+                    configs.get(d.project_id),
                 )
             )
         return claimed
@@ -902,16 +897,18 @@ class SQLiteStore:
                     f"INSERT INTO attempts ({_ATTEMPT_COLS}) VALUES ({','.join('?' * 16)})",
                     attempts,
                 )
-            disable = [
-                (now_us, comp.attempt.endpoint_id)
-                for comp in completions
-                if comp.disable_endpoint and comp.attempt
-            ]
-            if disable:
-                c.executemany(
-                    "UPDATE endpoints SET status = 'inactive', updated_at_us = ? WHERE id = ?",
-                    disable,
-                )
+            for comp in completions:
+                if comp.attempt is None:
+                    continue
+                if comp.breaker is not None:
+                    c.execute(
+                        "UPDATE endpoints SET breaker = ? WHERE id = ?",
+                        (_json(comp.breaker), comp.attempt.endpoint_id),
+                    )
+                if comp.disable_endpoint:
+                    _disable(
+                        c, comp.attempt.endpoint_id, comp.disable_endpoint, comp.probe_at_us, now_us
+                    )
             return updated
 
         return await self._write(run)
@@ -932,6 +929,82 @@ class SQLiteStore:
 
         return await self._write(run)
 
+    async def defer(self, deferrals: Sequence[Deferral], now_us: int) -> int:
+        """Give leases back unspent: the attempt counted at the claim is undone."""
+
+        def run(c: sqlite3.Connection) -> int:
+            n = 0
+            for d in deferrals:
+                n += c.execute(
+                    "UPDATE deliveries SET status = ?, due_at_us = ?, lease_token = NULL, "
+                    "attempts = MAX(attempts - 1, 0), description = ?, updated_at_us = ? "
+                    "WHERE id = ? AND lease_token = ? AND status = 'Processing'",
+                    (
+                        d.status.value,
+                        d.due_at_us,
+                        d.description,
+                        now_us,
+                        d.delivery_id,
+                        d.lease_token,
+                    ),
+                ).rowcount
+            return n
+
+        return await self._write(run)
+
+    async def disable_endpoint(
+        self, endpoint_id: str, reason: str, probe_at_us: int | None, now_us: int
+    ) -> None:
+        await self._write(lambda c: _disable(c, endpoint_id, reason, probe_at_us, now_us))
+
+    async def enable_endpoint(self, endpoint_id: str, now_us: int, release_rate: float) -> int:
+        """Activate, reset health, and release the deliveries held while it was disabled,
+        spread at *release_rate* per second (0 = all at once). Returns how many."""
+
+        def run(c: sqlite3.Connection) -> int:
+            c.execute(
+                "UPDATE endpoints SET status = 'active', disabled_reason = '', breaker = NULL, "
+                "probe_at_us = NULL, probe_attempts = 0, updated_at_us = ? WHERE id = ?",
+                (now_us, endpoint_id),
+            )
+            held = [
+                r[0]
+                for r in c.execute(
+                    "SELECT id FROM deliveries WHERE endpoint_id = ? AND due_at_us = ? "
+                    "AND status IN ('Scheduled', 'Retry') ORDER BY id",
+                    (endpoint_id, HELD_US),
+                )
+            ]
+            step = 1_000_000 / release_rate if release_rate > 0 else 0
+            c.executemany(
+                "UPDATE deliveries SET due_at_us = ?, updated_at_us = ? WHERE id = ?",
+                [(int(now_us + i * step), now_us, d) for i, d in enumerate(held)],
+            )
+            return len(held)
+
+        return await self._write(run)
+
+    async def due_probes(self, now_us: int, limit: int) -> list[tuple[Endpoint, ProjectConfig]]:
+        def run(c: sqlite3.Connection) -> list[tuple[Endpoint, ProjectConfig]]:
+            rows = c.execute(
+                f"SELECT {_ENDPOINT_COLS} FROM endpoints WHERE probe_at_us IS NOT NULL "
+                "AND probe_at_us <= ? AND status = 'inactive' ORDER BY probe_at_us LIMIT ?",
+                (now_us, limit),
+            ).fetchall()
+            endpoints = [_endpoint(r) for r in rows]
+            configs = self._project_configs(c, {e.project_id for e in endpoints})
+            return [(e, configs[e.project_id]) for e in endpoints if e.project_id in configs]
+
+        return await self._read(run)
+
+    async def reschedule_probe(self, endpoint_id: str, probe_at_us: int, attempts: int) -> None:
+        await self._write(
+            lambda c: c.execute(
+                "UPDATE endpoints SET probe_at_us = ?, probe_attempts = ? WHERE id = ?",
+                (probe_at_us, attempts, endpoint_id),
+            )
+        )
+
     async def next_due_at(self) -> int | None:
         row = await self._read(
             lambda c: c.execute(
@@ -940,6 +1013,156 @@ class SQLiteStore:
             ).fetchone()
         )
         return None if row is None else row[0]
+
+    # ------------------------------------------------------------ operator actions
+
+    async def replay_event(self, project_id: str, event_id: str, now_us: int) -> int:
+        """Send an event again to the endpoints it went to: its finished deliveries go back
+        in the queue (those still pending are left alone, so a second call is a no-op)."""
+        return await self._write(lambda c: _requeue_finished(c, project_id, [event_id], now_us))
+
+    async def create_batch_job(self, job: BatchJob) -> BatchJob:
+        def run(c: sqlite3.Connection) -> BatchJob:
+            active = c.execute(
+                "SELECT 1 FROM batch_jobs WHERE project_id = ? AND kind = ? "
+                "AND status IN ('queued', 'running') LIMIT 1",
+                (job.project_id, job.kind.value),
+            ).fetchone()
+            if active:
+                raise ConflictError(f"an active batch {job.kind.value} already exists")
+            where, params = _batch_where(job)
+            table = "deliveries" if job.kind is BatchKind.RETRY else "events"
+            (total,) = c.execute(
+                f"SELECT COUNT(*) FROM {table} WHERE {' AND '.join(where)}",
+                params,
+            ).fetchone()
+            created = replace(job, total=int(total))
+            c.execute(
+                "INSERT INTO batch_jobs (id, project_id, kind, filter, status, total, processed, "
+                "requeued, error, due_at_us, created_at_us, updated_at_us) "
+                "VALUES (?,?,?,?,?,?,0,0,'',?,?,?)",
+                (
+                    created.id,
+                    created.project_id,
+                    created.kind.value,
+                    _json(created.filter),
+                    created.status.value,
+                    created.total,
+                    created.created_at_us,
+                    created.created_at_us,
+                    created.created_at_us,
+                ),
+            )
+            return created
+
+        return await self._write(run)
+
+    async def get_batch_job(self, project_id: str, job_id: str) -> BatchJob | None:
+        row = await self._read(
+            lambda c: c.execute(
+                f"SELECT {_JOB_COLS} FROM batch_jobs WHERE id = ? AND project_id = ?",
+                (job_id, project_id),
+            ).fetchone()
+        )
+        return None if row is None else _job(row)
+
+    async def claim_batch_job(
+        self, *, now_us: int, lease_us: int, lease_token: str
+    ) -> tuple[BatchJob, str] | None:
+        def run(c: sqlite3.Connection) -> tuple[BatchJob, str] | None:
+            row = c.execute(
+                f"SELECT {_JOB_COLS} FROM batch_jobs WHERE due_at_us IS NOT NULL "
+                "AND due_at_us <= ? ORDER BY due_at_us LIMIT 1",
+                (now_us,),
+            ).fetchone()
+            if row is None:
+                return None
+            c.execute(
+                "UPDATE batch_jobs SET status = 'running', lease_token = ?, due_at_us = ?, "
+                "updated_at_us = ? WHERE id = ?",
+                (lease_token, now_us + lease_us, now_us, row[0]),
+            )
+            return replace(_job(row), status=BatchStatus.RUNNING), lease_token
+
+        return await self._write(run)
+
+    async def run_batch_chunk(
+        self, job_id: str, lease_token: str, *, limit: int, now_us: int, lease_us: int
+    ) -> BatchJob:
+        """Requeue the next *limit* matching rows (keyset by id); progress and cursor are
+        committed with them, so a crashed job resumes where it stopped."""
+
+        def run(c: sqlite3.Connection) -> BatchJob:
+            row = c.execute(
+                f"SELECT {_JOB_COLS}, cursor, lease_token FROM batch_jobs WHERE id = ?",
+                (job_id,),
+            ).fetchone()
+            if row is None or row[-1] != lease_token:
+                raise LeaseLostError("the batch job's lease was lost")
+            job, cursor = _job(row), row[-2] or ""
+            where, params = _batch_where(job)
+            table = "deliveries" if job.kind is BatchKind.RETRY else "events"
+            ids = [
+                r[0]
+                for r in c.execute(
+                    f"SELECT id FROM {table} WHERE {' AND '.join(where)} AND id > ? "
+                    "ORDER BY id LIMIT ?",
+                    [*params, cursor, limit],
+                )
+            ]
+            if job.kind is BatchKind.RETRY:
+                requeued = _requeue_deliveries(c, job.project_id, ids, now_us)
+            else:
+                requeued = _requeue_finished(c, job.project_id, ids, now_us)
+            done = len(ids) < limit
+            c.execute(
+                "UPDATE batch_jobs SET cursor = COALESCE(?, cursor), processed = processed + ?, "
+                "requeued = requeued + ?, status = ?, due_at_us = ?, finished_at_us = ?, "
+                "lease_token = ?, updated_at_us = ? WHERE id = ?",
+                (
+                    ids[-1] if ids else None,
+                    len(ids),
+                    requeued,
+                    "done" if done else "running",
+                    None if done else now_us + lease_us,
+                    now_us if done else None,
+                    None if done else lease_token,
+                    now_us,
+                    job_id,
+                ),
+            )
+            return _job(
+                c.execute(f"SELECT {_JOB_COLS} FROM batch_jobs WHERE id = ?", (job_id,)).fetchone()
+            )
+
+        return await self._write(run)
+
+    # ------------------------------------------------------------ retention
+
+    async def retention_policies(self) -> list[tuple[str, int]]:
+        rows = await self._read(lambda c: c.execute("SELECT id, config FROM projects").fetchall())
+        out = []
+        for pid, text in rows:
+            hours = ProjectConfig.model_validate_json(text).retention_hours
+            if hours > 0:
+                out.append((pid, hours))
+        return out
+
+    async def purge_before(self, project_id: str, cutoff_us: int, limit: int) -> int:
+        """Delete up to *limit* rows of each table older than *cutoff_us*: small
+        transactions, so delivery is never locked out for long. Returns rows deleted."""
+
+        def run(c: sqlite3.Connection) -> int:
+            n = 0
+            for table in ("attempts", "deliveries", "events"):
+                n += c.execute(
+                    f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} "
+                    "WHERE project_id = ? AND created_at_us < ? LIMIT ?)",
+                    (project_id, cutoff_us, limit),
+                ).rowcount
+            return n
+
+        return await self._write(run)
 
     # ------------------------------------------------------------ broadcast fan-out
 
@@ -989,6 +1212,123 @@ class SQLiteStore:
 
     async def broadcast_progress(self, project_id: str, event_id: str) -> BroadcastProgress | None:
         return await self._read(lambda c: _broadcast_progress(c, project_id, event_id))
+
+
+def _event_where(project_id: str, flt: EventFilter) -> tuple[list[str], list[Any]]:
+    where, params = ["project_id = ?"], [project_id]
+    if flt.source_ids:
+        where.append("1 = 0")  # no event has a source (outgoing projects only)
+    if flt.endpoint_ids:
+        where.append(
+            "EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND "
+            + _in("d.endpoint_id", flt.endpoint_ids)
+            + ")"
+        )
+        params.extend(flt.endpoint_ids)
+    if flt.idempotency_key:
+        where.append("idempotency_key = ?")
+        params.append(flt.idempotency_key)
+    if flt.query:
+        where.append("(event_type = ? OR id = ? OR idempotency_key = ?)")
+        params.extend([flt.query] * 3)
+    _time_window(where, params, flt.start_us, flt.end_us)
+    return where, params
+
+
+def _delivery_where(project_id: str, flt: DeliveryFilter) -> tuple[list[str], list[Any]]:
+    where, params = ["project_id = ?"], [project_id]
+    if flt.endpoint_ids:
+        where.append(_in("endpoint_id", flt.endpoint_ids))
+        params.extend(flt.endpoint_ids)
+    for column, value in (
+        ("event_id", flt.event_id),
+        ("subscription_id", flt.subscription_id),
+        ("idempotency_key", flt.idempotency_key),
+        ("event_type", flt.event_type),
+    ):
+        if value:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if flt.statuses:
+        where.append(_in("status", flt.statuses))
+        params.extend(s.value for s in flt.statuses)
+    _time_window(where, params, flt.start_us, flt.end_us)
+    return where, params
+
+
+_JOB_COLS = (
+    "id, project_id, kind, filter, status, total, processed, requeued, error, created_at_us, "
+    "updated_at_us, finished_at_us"
+)
+
+
+def _job(r: Sequence[Any]) -> BatchJob:
+    return BatchJob(
+        r[0],
+        r[1],
+        BatchKind(r[2]),
+        orjson.loads(r[3]),
+        BatchStatus(r[4]),
+        r[5],
+        r[6],
+        r[7],
+        r[8],
+        r[9],
+        r[10],
+        r[11],
+    )
+
+
+def _batch_where(job: BatchJob) -> tuple[list[str], list[Any]]:
+    if job.kind is BatchKind.RETRY:
+        return _delivery_where(job.project_id, delivery_filter_from_json(job.filter))
+    return _event_where(job.project_id, event_filter_from_json(job.filter))
+
+
+_REQUEUE = (
+    "UPDATE deliveries SET status = 'Scheduled', due_at_us = ?, attempts = 0, "
+    "lease_token = NULL, description = 'requeued by an operator', updated_at_us = ? "
+)
+
+
+def _requeue_deliveries(c: sqlite3.Connection, project_id: str, ids: list[str], now_us: int) -> int:
+    """Batch retry: failed or discarded deliveries go back in the queue."""
+    if not ids:
+        return 0
+    return c.execute(
+        _REQUEUE + f"WHERE project_id = ? AND status IN ('Failure', 'Discarded') "
+        f"AND {_in('id', ids)}",
+        (now_us, now_us, project_id, *ids),
+    ).rowcount
+
+
+def _requeue_finished(
+    c: sqlite3.Connection, project_id: str, event_ids: list[str], now_us: int
+) -> int:
+    """Replay: every finished delivery of these events goes back in the queue."""
+    if not event_ids:
+        return 0
+    return c.execute(
+        _REQUEUE + "WHERE project_id = ? AND status IN ('Success', 'Failure', 'Discarded') "
+        f"AND {_in('event_id', event_ids)}",
+        (now_us, now_us, project_id, *event_ids),
+    ).rowcount
+
+
+def _disable(
+    c: sqlite3.Connection, endpoint_id: str, reason: str, probe_at_us: int | None, now_us: int
+) -> None:
+    """Disable an endpoint and hold (not discard) its pending deliveries."""
+    c.execute(
+        "UPDATE endpoints SET status = 'inactive', disabled_reason = ?, probe_at_us = ?, "
+        "updated_at_us = ? WHERE id = ?",
+        (reason, probe_at_us, now_us, endpoint_id),
+    )
+    c.execute(
+        "UPDATE deliveries SET due_at_us = ?, updated_at_us = ? WHERE endpoint_id = ? "
+        "AND status IN ('Scheduled', 'Retry')",
+        (HELD_US, now_us, endpoint_id),
+    )
 
 
 def _with_claim(d: Delivery, due_at_us: int) -> Delivery:
@@ -1264,7 +1604,9 @@ class _Ingest:
 
     def _add_delivery(self, ev: NewEvent, endpoint: Endpoint, sub: Subscription) -> None:
         now = ev.acknowledged_at_us
-        status = "Scheduled" if endpoint.status is EndpointStatus.ACTIVE else "Discarded"
+        # disabled endpoints keep their deliveries (held); paused ones discard, as Convoy
+        status = "Discarded" if endpoint.status is EndpointStatus.PAUSED else "Scheduled"
+        due = HELD_US if endpoint.status is EndpointStatus.INACTIVE else now
         s = strategy_for(sub, ev.strategy)
         self.delivery_rows.append(
             (
@@ -1281,7 +1623,7 @@ class _Ingest:
                 s.type.value,
                 s.duration,
                 s.max_retry_seconds,
-                now,
+                due,
                 now,
                 now,
             )

@@ -28,12 +28,10 @@ def _statuses(values: tuple[str, ...]) -> tuple[DeliveryStatus, ...]:
     return tuple(out)
 
 
-async def list_deliveries(request: web.Request) -> web.Response:
-    c = ctx(request)
-    _, project = await c.auth.authorize(request, Permission.READ)
+def delivery_filter(request: web.Request) -> DeliveryFilter:
     q = request.query
     start, end = date_window(q)
-    flt = DeliveryFilter(
+    return DeliveryFilter(
         endpoint_ids=many(q, "endpointId", "endpointId[]"),
         event_id=one(q, "eventId", "event_id"),
         subscription_id=one(q, "subscriptionId", "subscription_id"),
@@ -43,6 +41,13 @@ async def list_deliveries(request: web.Request) -> web.Response:
         start_us=start,
         end_us=end,
     )
+
+
+async def list_deliveries(request: web.Request) -> web.Response:
+    c = ctx(request)
+    _, project = await c.auth.authorize(request, Permission.READ)
+    q = request.query
+    flt = delivery_filter(request)
     page = await c.store.list_deliveries(project.id, flt, page_request(q))
     return ok(
         ser.page(page, [ser.delivery(d) for d in page.items]),

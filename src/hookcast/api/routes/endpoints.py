@@ -47,12 +47,14 @@ async def create_endpoint(request: web.Request) -> web.Response:
         url=url,
         description=body.description or "",
         status=EndpointStatus.INACTIVE if body.is_disabled else EndpointStatus.ACTIVE,
+        disabled_reason="manual" if body.is_disabled else "",
         secrets=(Secret(new_id(), secret, now),),
         advanced_signatures=True if body.advanced_signatures is None else body.advanced_signatures,
         http_timeout=body.http_timeout or DEFAULT_TIMEOUT_S,
         rate_limit=body.rate_limit or 0,
         rate_limit_duration=body.rate_limit_duration or 0,
         content_type=body.content_type or "application/json",
+        max_in_flight=body.max_in_flight or 0,
         authentication=None if body.authentication is None else body.authentication.model_dump(),
         support_email=body.support_email or "",
         slack_webhook_url=body.slack_webhook_url or "",
@@ -94,8 +96,6 @@ async def update_endpoint(request: web.Request) -> web.Response:
     if body.secret and body.secret != endpoint.secrets[-1].value:
         secrets = (*endpoint.secrets[:-1], Secret(new_id(), body.secret, c.clock()))
     status = endpoint.status
-    if body.is_disabled is not None:
-        status = EndpointStatus.INACTIVE if body.is_disabled else EndpointStatus.ACTIVE
     updated = replace(
         endpoint,
         url=changes.get("url", endpoint.url),
@@ -110,6 +110,7 @@ async def update_endpoint(request: web.Request) -> web.Response:
         rate_limit=changes.get("rate_limit", endpoint.rate_limit),
         rate_limit_duration=changes.get("rate_limit_duration", endpoint.rate_limit_duration),
         content_type=changes.get("content_type") or endpoint.content_type,
+        max_in_flight=changes.get("max_in_flight", endpoint.max_in_flight),
         authentication=(
             body.authentication.model_dump() if body.authentication else endpoint.authentication
         ),
@@ -118,7 +119,13 @@ async def update_endpoint(request: web.Request) -> web.Response:
         updated_at_us=c.clock(),
     )
     await c.store.update_endpoint(updated)
-    return ok(ser.endpoint(updated), "Endpoint updated successfully", 202)
+    if body.is_disabled and endpoint.status is not EndpointStatus.INACTIVE:
+        await c.store.disable_endpoint(endpoint.id, "manual", None, c.clock())
+    elif body.is_disabled is False and endpoint.status is EndpointStatus.INACTIVE:
+        await c.store.enable_endpoint(endpoint.id, c.clock(), project.config.recovery_rate)
+        c.ingest.notify()
+    fresh = await c.store.get_endpoint(project.id, endpoint.id)
+    return ok(ser.endpoint(fresh or updated), "Endpoint updated successfully", 202)
 
 
 async def delete_endpoint(request: web.Request) -> web.Response:
@@ -132,15 +139,22 @@ async def _set_status(
     request: web.Request, status: EndpointStatus | None, msg: str
 ) -> web.Response:
     c = ctx(request)
-    _, endpoint = await _load(request, Permission.MANAGE)
+    project, endpoint = await _load(request, Permission.MANAGE)
     if status is None:  # pause toggles active <-> paused
         status = (
             EndpointStatus.ACTIVE
             if endpoint.status is EndpointStatus.PAUSED
             else EndpointStatus.PAUSED
         )
-    updated = replace(endpoint, status=status, updated_at_us=c.clock())
-    await c.store.update_endpoint(updated)
+    if status is EndpointStatus.ACTIVE:
+        # back in service: health reset, held deliveries released at the recovery rate
+        await c.store.enable_endpoint(endpoint.id, c.clock(), project.config.recovery_rate)
+        c.ingest.notify()
+    else:
+        await c.store.update_endpoint(replace(endpoint, status=status, updated_at_us=c.clock()))
+    updated = await c.store.get_endpoint(project.id, endpoint.id)
+    if updated is None:
+        raise NotFoundError("Resource not found")
     return ok(ser.endpoint(updated), msg, 202)
 
 

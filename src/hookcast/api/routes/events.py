@@ -156,12 +156,10 @@ async def create_dynamic_event(request: web.Request) -> web.Response:
     return _created(ev, await c.ingest.submit(ev), "Dynamic event created successfully")
 
 
-async def list_events(request: web.Request) -> web.Response:
-    c = ctx(request)
-    _, project = await c.auth.authorize(request, Permission.READ)
+def event_filter(request: web.Request) -> EventFilter:
     q = request.query
     start, end = date_window(q)
-    flt = EventFilter(
+    return EventFilter(
         endpoint_ids=many(q, "endpointId", "endpointId[]"),
         idempotency_key=one(q, "idempotencyKey", "idempotency_key"),
         query=one(q, "query", "q"),
@@ -169,6 +167,13 @@ async def list_events(request: web.Request) -> web.Response:
         start_us=start,
         end_us=end,
     )
+
+
+async def list_events(request: web.Request) -> web.Response:
+    c = ctx(request)
+    _, project = await c.auth.authorize(request, Permission.READ)
+    q = request.query
+    flt = event_filter(request)
     page = await c.store.list_events(project.id, flt, page_request(q))
     return ok(ser.page(page, [ser.event(e) for e in page.items]), "Events fetched successfully")
 

@@ -18,6 +18,34 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table(
+        "batch_jobs",
+        sa.Column("id", sa.String(length=26), nullable=False),
+        sa.Column("project_id", sa.String(length=26), nullable=False),
+        sa.Column("kind", sa.String(length=20), nullable=False),
+        sa.Column("filter", sa.Text(), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("cursor", sa.String(length=26), nullable=True),
+        sa.Column("total", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("processed", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("requeued", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("error", sa.Text(), server_default="", nullable=False),
+        sa.Column("lease_token", sa.String(length=40), nullable=True),
+        sa.Column("due_at_us", sa.BigInteger(), nullable=True),
+        sa.Column("created_at_us", sa.BigInteger(), nullable=False),
+        sa.Column("updated_at_us", sa.BigInteger(), nullable=False),
+        sa.Column("finished_at_us", sa.BigInteger(), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("batch_jobs", schema=None) as batch_op:
+        batch_op.create_index("ix_batch_jobs_project", ["project_id", "id"], unique=False)
+        batch_op.create_index(
+            "ix_batch_jobs_due",
+            ["due_at_us"],
+            unique=False,
+            sqlite_where=sa.text("due_at_us IS NOT NULL"),
+            postgresql_where=sa.text("due_at_us IS NOT NULL"),
+        )
+    op.create_table(
         "api_keys",
         sa.Column("id", sa.String(length=26), nullable=False),
         sa.Column("mask", sa.String(length=32), nullable=False),
@@ -115,9 +143,21 @@ def upgrade() -> None:
         sa.Column("teams_webhook_url", sa.Text(), server_default="", nullable=False),
         sa.Column("created_at_us", sa.BigInteger(), nullable=False),
         sa.Column("updated_at_us", sa.BigInteger(), nullable=False),
+        sa.Column("max_in_flight", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("breaker", sa.Text(), nullable=True),
+        sa.Column("disabled_reason", sa.String(length=40), server_default="", nullable=False),
+        sa.Column("probe_at_us", sa.BigInteger(), nullable=True),
+        sa.Column("probe_attempts", sa.Integer(), server_default="0", nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("endpoints", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_endpoints_probe",
+            ["probe_at_us"],
+            unique=False,
+            sqlite_where=sa.text("probe_at_us IS NOT NULL"),
+            postgresql_where=sa.text("probe_at_us IS NOT NULL"),
+        )
         batch_op.create_index("ix_endpoints_project_id", ["project_id", "id"], unique=False)
         batch_op.create_index(
             "ix_endpoints_project_owner", ["project_id", "owner_id", "id"], unique=False
@@ -202,6 +242,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("batch_jobs")
     with op.batch_alter_table("subscriptions", schema=None) as batch_op:
         batch_op.drop_index("ix_subscriptions_project_endpoint")
         batch_op.drop_index("ix_subscriptions_project_id")
@@ -220,6 +261,7 @@ def downgrade() -> None:
 
     op.drop_table("events")
     with op.batch_alter_table("endpoints", schema=None) as batch_op:
+        batch_op.drop_index("ix_endpoints_probe")
         batch_op.drop_index("ix_endpoints_project_owner")
         batch_op.drop_index("ix_endpoints_project_id")
 

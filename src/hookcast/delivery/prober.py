@@ -1,0 +1,92 @@
+"""Self-healing: a disabled endpoint is probed with backoff, and re-enabled when it answers.
+
+On success its held deliveries are released at the project's recovery rate, so what it
+missed while disabled arrives without flooding it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from hookcast.delivery.sender import Sender
+from hookcast.delivery.waker import Waker
+from hookcast.delivery.worker import probe_delay_us
+from hookcast.domain.config import ProjectConfig
+from hookcast.domain.ids import new_id
+from hookcast.domain.models import Endpoint
+from hookcast.domain.outbound import build_probe
+from hookcast.domain.ports import Store
+
+log = logging.getLogger("hookcast.prober")
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class Prober:
+    def __init__(
+        self,
+        store: Store,
+        sender: Sender,
+        deliveries: Waker,
+        poll_s: float,
+        *,
+        clock: Callable[[], int] = _now_us,
+    ) -> None:
+        self._store = store
+        self._sender = sender
+        self._deliveries = deliveries
+        self._poll_s = poll_s
+        self._clock = clock
+        self._stopping = asyncio.Event()
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                due = await self._store.due_probes(self._clock(), 20)
+                await asyncio.gather(*(self.probe(e, c) for e, c in due))
+            except Exception:
+                log.exception("probe.failed")
+            try:
+                async with asyncio.timeout(max(self._poll_s, 0.05) * 2):
+                    await self._stopping.wait()
+            except TimeoutError:
+                pass
+
+    async def probe(self, endpoint: Endpoint, config: ProjectConfig) -> bool:
+        """One signed ping; True when the endpoint answered 2xx and was re-enabled."""
+        request = build_probe(endpoint, config, new_id(), self._clock())
+        result = await self._sender.send(
+            request.url, request.body, request.headers, float(endpoint.http_timeout)
+        )
+        if result.status is not None and 200 <= result.status < 300:
+            released = await self._store.enable_endpoint(
+                endpoint.id, self._clock(), config.recovery_rate
+            )
+            self._deliveries.notify()
+            log.info(
+                "endpoint.enabled",
+                extra={"endpoint_id": endpoint.id, "released": released, "by": "probe"},
+            )
+            return True
+        attempts = endpoint.probe_attempts + 1
+        await self._store.reschedule_probe(
+            endpoint.id, self._clock() + probe_delay_us(attempts), attempts
+        )
+        log.info(
+            "endpoint.probe_failed",
+            extra={
+                "endpoint_id": endpoint.id,
+                "attempts": attempts,
+                "status": result.status,
+                "error": result.error,
+            },
+        )
+        return False
