@@ -24,6 +24,8 @@ class Gateway:
     """One server process plus the project it serves; use as a context manager."""
 
     env: dict[str, str] = field(default_factory=dict)
+    #: delivery worker processes beside the API process (0 = all in one process)
+    workers: int = field(default_factory=lambda: int(os.environ.get("HOOKCAST_BENCH_WORKERS", "1")))
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="hookcast-bench-")))
     port: int = 0
     project_id: str = ""
@@ -73,7 +75,16 @@ class Gateway:
         self.port = procs.free_port()
         with self.log_path.open("wb") as log:
             self.proc = procs.spawn(
-                [*HOOKCAST, "serve", "--port", str(self.port), "--database-url", self.database_url],
+                [
+                    *HOOKCAST,
+                    "serve",
+                    "--port",
+                    str(self.port),
+                    "--database-url",
+                    self.database_url,
+                    "--workers",
+                    str(self.workers),
+                ],
                 env=self.full_env(),
                 stderr=log,
             )
@@ -122,9 +133,16 @@ class Gateway:
 
     # -- resource use -------------------------------------------------------------------------
     def cpu_s(self) -> float:
+        """CPU seconds of the server and its worker processes."""
         assert self.ps is not None
-        t = self.ps.cpu_times()
-        return float(t.user + t.system)
+        total = 0.0
+        for proc in [self.ps, *self.ps.children(recursive=True)]:
+            try:
+                t = proc.cpu_times()
+            except psutil.Error:
+                continue
+            total += t.user + t.system
+        return total
 
     def peak_rss_mib(self) -> float:
         """The kernel's high-water mark of the server's RSS (VmHWM), else its current RSS."""

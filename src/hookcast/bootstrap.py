@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import sys
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -77,8 +79,10 @@ class Running:
 async def start(settings: Settings, *, api: bool = True, worker: bool = True) -> Running:
     store = build_store(settings)
     await store.open()
-    waker = Waker()
-    fanout_waker = Waker()
+    # a worker in its own process learns of new work from the database's change counter
+    probe = None if api else store.data_version
+    waker = Waker(probe)
+    fanout_waker = Waker(probe)
 
     def wake_all() -> None:
         waker.notify()
@@ -162,15 +166,41 @@ async def stop(running: Running) -> None:
     log.info("hookcast.stopped")
 
 
-async def serve(settings: Settings, *, api: bool = True, worker: bool = True) -> None:
-    """Run until SIGINT or SIGTERM, then shut down cleanly."""
+async def serve(
+    settings: Settings, *, api: bool = True, worker: bool = True, worker_processes: int = 0
+) -> None:
+    """Run until SIGINT or SIGTERM, then shut down cleanly. With *worker_processes*, the
+    delivery workers run as that many child processes (``hookcast worker``) beside this
+    API process, so ingest and delivery each get a core."""
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
-    running = await start(settings, api=api, worker=worker)
+    children = [await _spawn_worker(settings) for _ in range(worker_processes)]
+    running = await start(settings, api=api, worker=worker and not children)
     try:
         await stopping.wait()
         log.info("hookcast.stopping")
     finally:
         await stop(running)
+        await _stop_children(children, settings.shutdown_grace_s + 5)
+
+
+async def _spawn_worker(settings: Settings) -> asyncio.subprocess.Process:
+    env = {**os.environ, "HOOKCAST_DATABASE_URL": settings.database_url}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "hookcast", "worker", env=env)
+    log.info("worker.spawned", extra={"pid": proc.pid})
+    return proc
+
+
+async def _stop_children(children: list[asyncio.subprocess.Process], grace_s: float) -> None:
+    for proc in children:
+        if proc.returncode is None:
+            proc.terminate()
+    for proc in children:
+        try:
+            async with asyncio.timeout(grace_s):
+                await proc.wait()
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()

@@ -68,7 +68,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "worker": not args.no_worker,
         },
     )
-    _run(bootstrap.serve(settings, api=True, worker=not args.no_worker))
+    _run(
+        bootstrap.serve(
+            settings, api=True, worker=not args.no_worker, worker_processes=args.workers
+        )
+    )
     return 0
 
 
@@ -168,6 +172,13 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the REST API and the delivery worker")
     _common(p, listen=True)
     p.add_argument("--no-worker", action="store_true", help="API only")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run delivery in N worker processes beside the API (default: in this process)",
+    )
     p.add_argument("--text-logs", action="store_true", help="human-readable logs")
     p.set_defaults(fn=cmd_serve)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -27,56 +28,64 @@ log = logging.getLogger("hookcast.api")
 MAX_BODY = web.AppKey("max_body", int)
 
 ALL_ROUTES: list[Route] = [
-    *batches.ROUTES,
-    *projects.ROUTES,
+    *batches.ROUTES,  # literal paths (batchreplay) before the {event_id} patterns
+    *events.ROUTES,  # the hot path first: the router tries resources in order
     *endpoints.ROUTES,
     *subscriptions.ROUTES,
-    *events.ROUTES,
     *deliveries.ROUTES,
+    *projects.ROUTES,
     *keys.ROUTES,
 ]
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+_request_ids = itertools.count(1)
+_REQUEST_ID_PREFIX = new_id()[:16]
+
+
 @web.middleware
-async def envelope_errors(request: web.Request, handler: _Handler) -> web.StreamResponse:
-    """Every response is JSON: domain errors, aiohttp's own errors and bugs alike."""
+async def envelope(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    """Every response is JSON: domain errors, aiohttp's own errors and bugs alike; API
+    requests must send JSON (or no Content-Type)."""
     try:
-        response = await handler(request)
+        content_type = request.headers.get("Content-Type", "")
+        if (
+            content_type
+            and not content_type.lower().startswith("application/json")
+            and request.path.startswith("/api/")
+        ):
+            response: web.StreamResponse = error(
+                "unsupported content type: send application/json", 415
+            )
+        else:
+            response = await handler(request)
     except HookcastError as exc:
         if exc.status_code >= 500:
             log.exception("api.error", extra={"path": request.path})
         response = error(exc.message, exc.status_code)
     except web.HTTPException as exc:
-        if exc.status == 404:
-            message = (
-                "Resource not found" if request.match_info.route.resource else "route not found"
-            )
-        elif exc.status == 413:
-            message = f"request body too large: the limit is {request.app[MAX_BODY]} bytes"
-        else:
-            message = exc.reason
-        response = error(message, exc.status, headers=_allow(exc))
+        response = error(_http_message(request, exc), exc.status, headers=_allow(exc))
     except Exception:
         log.exception("api.unhandled", extra={"path": request.path})
         response = error("internal server error", 500)
-    response.headers["X-Request-ID"] = request.headers.get("X-Request-ID") or new_id()
+    response.headers["X-Request-ID"] = (
+        request.headers.get("X-Request-ID") or f"{_REQUEST_ID_PREFIX}{next(_request_ids):x}"
+    )
     return response
+
+
+def _http_message(request: web.Request, exc: web.HTTPException) -> str:
+    if exc.status == 404:
+        return "Resource not found" if request.match_info.route.resource else "route not found"
+    if exc.status == 413:
+        return f"request body too large: the limit is {request.app[MAX_BODY]} bytes"
+    return exc.reason
 
 
 def _allow(exc: web.HTTPException) -> dict[str, str] | None:
     allow = exc.headers.get("Allow")
     return {"Allow": allow} if allow else None
-
-
-@web.middleware
-async def json_only(request: web.Request, handler: _Handler) -> web.StreamResponse:
-    if request.path.startswith("/api/"):
-        content_type = request.headers.get("Content-Type", "")
-        if content_type and not content_type.lower().startswith("application/json"):
-            return error("unsupported content type: send application/json", 415)
-    return await handler(request)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -99,12 +108,12 @@ def _openapi_handler(doc: bytes) -> _Handler:
 
 
 def _register(app: web.Application, route: Route) -> None:
-    app.router.add_route(route.method, route.path, route.handler)
-    app.router.add_route(route.method, route.path + "/", route.handler)
+    # one resource per route, the trailing slash optional (chi matches both)
+    app.router.add_route(route.method, route.path + "{_slash:/?}", route.handler)
 
 
 def create_app(context: ApiContext, *, max_body_bytes: int) -> web.Application:
-    app = web.Application(middlewares=[envelope_errors, json_only], client_max_size=max_body_bytes)
+    app = web.Application(middlewares=[envelope], client_max_size=max_body_bytes)
     app[CTX] = context
     app[MAX_BODY] = max_body_bytes
     for route in ALL_ROUTES:

@@ -24,12 +24,20 @@ from hookcast.domain.models import (
 from hookcast.domain.paging import Page
 from hookcast.domain.ports import BroadcastProgress
 
+_second_cache: tuple[int, str] = (-1, "")
+
 
 def ts(us: int | None) -> str | None:
-    """RFC 3339 with microseconds, UTC."""
+    """RFC 3339 with microseconds, UTC (the seconds part is formatted once per second)."""
+    global _second_cache
     if us is None:
         return None
-    return datetime.fromtimestamp(us / 1_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    sec, frac = divmod(us, 1_000_000)
+    cached_sec, prefix = _second_cache
+    if sec != cached_sec:
+        prefix = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _second_cache = (sec, prefix)
+    return f"{prefix}.{frac:06d}Z"
 
 
 def page(p: Page[Any], items: list[dict[str, Any]]) -> dict[str, Any]:

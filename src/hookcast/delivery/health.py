@@ -34,6 +34,8 @@ class Verdict:
     send: bool
     defer_until_us: int = 0
     reason: str = ""
+    #: keep it leased and waiting in this worker for the endpoint's next free slot
+    wait: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +46,14 @@ class Outcome:
 
 
 class EndpointHealth:
-    def __init__(self, default_cap: int, rand: Callable[[], float] = random.random) -> None:
+    def __init__(
+        self,
+        default_cap: int,
+        lease_margin_us: int = 30_000_000,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
         self._default_cap = default_cap
+        self._lease_margin_us = lease_margin_us
         self._rand = rand
         self._state: dict[str, EndpointRuntime] = {}
 
@@ -67,10 +75,16 @@ class EndpointHealth:
         for rt in self._state.values():
             rt.deferred_in_batch = 0
 
-    def admit(self, endpoint: Endpoint, config: ProjectConfig, now_us: int) -> Verdict:
+    def admit(
+        self, endpoint: Endpoint, config: ProjectConfig, now_us: int, waiting: int = 0
+    ) -> Verdict:
+        """Send now, wait here for a slot, or defer. *waiting* is how many of this
+        endpoint's deliveries already wait in this worker."""
         rt = self.runtime(endpoint)
         cap = endpoint.max_in_flight or self._default_cap
         if rt.in_flight >= cap:
+            if waiting < self._local_room(rt, cap):
+                return Verdict(False, wait=True)
             return self._defer(rt, endpoint, now_us, cap, "endpoint at its concurrency cap")
         if endpoint.rate_limit > 0 and endpoint.rate_limit_duration > 0:
             bucket, retry_at = take(
@@ -84,6 +98,13 @@ class EndpointHealth:
             return self._spread(rt, admission.retry_at_us or now_us, "circuit breaker open")
         rt.in_flight += 1
         return Verdict(True)
+
+    def _local_room(self, rt: EndpointRuntime, cap: int) -> int:
+        """How many may wait locally: as many waves of *cap* as finish well inside the
+        lease margin at the endpoint's observed latency (at most four)."""
+        latency = max(rt.latency_us, 1000.0)
+        waves = min(4, int(self._lease_margin_us / latency) - 1)
+        return max(waves, 0) * cap
 
     def _defer(
         self, rt: EndpointRuntime, endpoint: Endpoint, now_us: int, cap: int, why: str

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -120,7 +121,12 @@ class Worker:
         self._clock = clock
         self._rand = rand
         self._completer = Completer(store, options.completion_flush_ms, clock)
-        self._health = EndpointHealth(options.endpoint_max_in_flight, rand)
+        self._health = EndpointHealth(
+            options.endpoint_max_in_flight, int(options.lease_margin_s * 1_000_000), rand
+        )
+        # leased deliveries waiting in this worker for their endpoint's next free slot
+        self._waiting: dict[str, deque[ClaimedDelivery]] = {}
+        self._waiting_count = 0
         self._inflight: dict[asyncio.Task[None], ClaimedDelivery] = {}
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -132,7 +138,7 @@ class Worker:
     async def run(self) -> None:
         log.info("worker.started", extra={"concurrency": self._opt.concurrency})
         while not self._stopping.is_set():
-            free = self._opt.concurrency - len(self._inflight)
+            free = self._opt.concurrency - len(self._inflight) - self._waiting_count
             if free <= 0:
                 await self._wait_for_slot()
                 continue
@@ -173,7 +179,7 @@ class Worker:
 
     async def _wait_for_slot(self) -> None:
         self._slot_freed.clear()
-        if len(self._inflight) >= self._opt.concurrency:
+        if len(self._inflight) + self._waiting_count >= self._opt.concurrency:
             stop = asyncio.ensure_future(self._stopping.wait())
             slot = asyncio.ensure_future(self._slot_freed.wait())
             try:
@@ -194,19 +200,23 @@ class Worker:
         self._stopping.set()
 
     async def _drain(self) -> None:
-        """Let in-flight attempts finish up to the grace deadline, then give back leases."""
+        """Let in-flight attempts finish up to the grace deadline, then give back the leases
+        of what is left, and of what was still waiting for a slot."""
+        leases = [(cd.delivery.id, cd.lease_token) for q in self._waiting.values() for cd in q]
+        self._waiting.clear()
+        self._waiting_count = 0
         if self._inflight:
             _, pending = await asyncio.wait(set(self._inflight), timeout=self._opt.shutdown_grace_s)
-            leases = [
+            leases += [
                 (cd.delivery.id, cd.lease_token) for t, cd in self._inflight.items() if t in pending
             ]
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-            if leases:
-                with contextlib.suppress(Exception):
-                    await self._store.release(leases, self._clock())
-                log.info("worker.leases_released", extra={"count": len(leases)})
+        if leases:
+            with contextlib.suppress(Exception):
+                await self._store.release(leases, self._clock())
+            log.info("worker.leases_released", extra={"count": len(leases)})
         await self._completer.close()
         log.info("worker.stopped")
 
@@ -234,7 +244,12 @@ class Worker:
                     )
                 )
                 continue
-            verdict = self._health.admit(endpoint, config, now)
+            queue = self._waiting.get(endpoint.id)
+            verdict = self._health.admit(endpoint, config, now, len(queue) if queue else 0)
+            if verdict.wait:
+                self._waiting.setdefault(endpoint.id, deque()).append(cd)
+                self._waiting_count += 1
+                continue
             if not verdict.send:
                 deferrals.append(
                     Deferral(
@@ -246,10 +261,45 @@ class Worker:
                     )
                 )
                 continue
-            task = asyncio.create_task(self._process(cd, endpoint, config))
+            self._start(cd, endpoint, config)
+        return deferrals
+
+    def _start(self, cd: ClaimedDelivery, endpoint: Endpoint, config: ProjectConfig) -> None:
+        task = asyncio.create_task(self._process(cd, endpoint, config))
+        self._inflight[task] = cd
+        task.add_done_callback(self._done)
+
+    def _next_waiting(self, endpoint_id: str) -> None:
+        """A slot of this endpoint freed up: start the next delivery waiting for it."""
+        if self._stopping.is_set():
+            return
+        queue = self._waiting.get(endpoint_id)
+        while queue:
+            cd = queue.popleft()
+            self._waiting_count -= 1
+            endpoint, config = cd.endpoint, cd.project_config
+            if endpoint is None or config is None:
+                continue
+            verdict = self._health.admit(endpoint, config, self._clock(), len(queue))
+            if verdict.send:
+                self._start(cd, endpoint, config)
+                break
+            if verdict.wait:  # still at the cap: back to the front
+                queue.appendleft(cd)
+                self._waiting_count += 1
+                break
+            deferral = Deferral(
+                cd.delivery.id,
+                cd.lease_token,
+                cd.previous_status,
+                verdict.defer_until_us,
+                verdict.reason,
+            )
+            task = asyncio.create_task(self._defer([deferral]))
             self._inflight[task] = cd
             task.add_done_callback(self._done)
-        return deferrals
+        if queue is not None and not queue:
+            self._waiting.pop(endpoint_id, None)
 
     async def _defer(self, deferrals: list[Deferral]) -> None:
         try:
@@ -269,6 +319,7 @@ class Worker:
         )
         attempt = self._attempt(cd, request.url, loggable_headers(request), result)
         self._completer.add(self._decide(cd, endpoint, config, result, attempt))
+        self._next_waiting(endpoint.id)
 
     def _precheck(self, cd: ClaimedDelivery, now: int) -> Completion | None:
         """Deliveries that must not be sent: a final Completion for them, else None."""

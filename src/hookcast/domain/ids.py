@@ -7,6 +7,7 @@ hands out strictly increasing ids even within one millisecond.
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -16,12 +17,13 @@ _DECODE = {c: i for i, c in enumerate(_ALPHABET)}
 _RANDOM_MAX = (1 << 80) - 1
 
 
+# two base32 digits per lookup: 13 steps for the 26 characters of a ULID
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
+
+
 def _encode(value: int) -> str:
-    out = []
-    for _ in range(26):
-        out.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(out))
+    pairs = _PAIRS
+    return "".join([pairs[(value >> shift) & 1023] for shift in range(120, -1, -10)])
 
 
 def is_ulid(text: str) -> bool:
@@ -51,7 +53,9 @@ class UlidGenerator:
         randbits: Callable[[], int] | None = None,
     ) -> None:
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
-        self._randbits = randbits or (lambda: int.from_bytes(os.urandom(10), "big"))
+        # ids need uniqueness, not secrecy: a fast PRNG seeded from the OS per generator
+        rng = random.Random(os.urandom(16))
+        self._randbits = randbits or (lambda: rng.getrandbits(80))
         self._lock = threading.Lock()
         self._last_ms = -1
         self._last_rand = 0

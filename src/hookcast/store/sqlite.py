@@ -490,6 +490,11 @@ class SQLiteStore:
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self._reader.run(fn)
 
+    async def data_version(self) -> int:
+        """Changes whenever another connection (another process) commits to the file."""
+        row = await self._reader.run(lambda c: c.execute("PRAGMA data_version").fetchone())
+        return int(row[0])
+
     # ------------------------------------------------------------ projects and keys
 
     async def create_project(self, project: Project) -> None:
@@ -874,12 +879,11 @@ class SQLiteStore:
         Returns how many deliveries were updated (the rest had lost their lease)."""
 
         def run(c: sqlite3.Connection) -> int:
-            updated = 0
-            for comp in completions:
-                cur = c.execute(
-                    "UPDATE deliveries SET status = ?, due_at_us = ?, latency_us = "
-                    "COALESCE(?, latency_us), description = ?, lease_token = NULL, "
-                    "updated_at_us = ? WHERE id = ? AND lease_token = ? AND status = 'Processing'",
+            cur = c.executemany(
+                "UPDATE deliveries SET status = ?, due_at_us = ?, latency_us = "
+                "COALESCE(?, latency_us), description = ?, lease_token = NULL, "
+                "updated_at_us = ? WHERE id = ? AND lease_token = ? AND status = 'Processing'",
+                [
                     (
                         comp.status.value,
                         comp.due_at_us,
@@ -888,9 +892,11 @@ class SQLiteStore:
                         now_us,
                         comp.delivery_id,
                         comp.lease_token,
-                    ),
-                )
-                updated += cur.rowcount
+                    )
+                    for comp in completions
+                ],
+            )
+            updated = cur.rowcount
             attempts = [_attempt_row(comp.attempt) for comp in completions if comp.attempt]
             if attempts:
                 c.executemany(
@@ -1382,17 +1388,18 @@ class _Ingest:
         self.delivery_rows: list[tuple[Any, ...]] = []
         self.seen_keys: set[tuple[str, str]] = set()
         self.broadcasts = 0
+        self.endpoint_cache: dict[tuple[str, str], Endpoint | None] = {}
+        self.subs_cache: dict[str, list[Subscription]] = {}
 
     def run(self, batch: Sequence[NewEvent]) -> list[IngestResult]:
         results = []
         for ev in batch:
-            self.c.execute("SAVEPOINT item")
+            # every check happens before anything of the item is written, so a rejected
+            # item leaves nothing behind without the cost of a savepoint per event
             try:
                 results.append(self._one(ev))
             except (ValidationError, NotFoundError, ConflictError) as exc:
-                self.c.execute("ROLLBACK TO item")
                 results.append(IngestResult(ev.id, error=exc))
-            self.c.execute("RELEASE item")
         if self.event_rows:
             self.c.executemany(
                 "INSERT INTO events (id, project_id, kind, event_type, data, headers, "
@@ -1438,7 +1445,7 @@ class _Ingest:
 
     def _targets(self, ev: NewEvent) -> list[tuple[Endpoint, Subscription]]:
         if ev.kind is EventKind.SINGLE:
-            endpoint = _endpoint_by_id(self.c, ev.project_id, ev.endpoint_id or "")
+            endpoint = self._endpoint(ev.project_id, ev.endpoint_id or "")
             if endpoint is None:
                 raise ValidationError("endpoint not found in this project")
             return self._route([endpoint], ev, auto_subscribe=True)
@@ -1459,27 +1466,39 @@ class _Ingest:
     ) -> list[tuple[Endpoint, Subscription]]:
         if not endpoints:
             return []
-        ids = [e.id for e in endpoints]
-        subs = [
-            _subscription(r)
-            for r in self.c.execute(
-                f"SELECT {_SUB_COLS} FROM subscriptions WHERE {_in('endpoint_id', ids)} "
-                "ORDER BY id",
-                ids,
-            )
-        ]
-        by_endpoint = group_by_endpoint(subs)
+        by_endpoint = self._subscriptions([e.id for e in endpoints])
         out = []
         for endpoint in endpoints:
             candidates = by_endpoint.get(endpoint.id)
             if not candidates and auto_subscribe:
                 candidates = [self._catch_all(endpoint)]
+                self.subs_cache[endpoint.id] = candidates
             if not candidates:
                 continue
             match = first_match(candidates, ev.event_type, ev.parsed, ev.headers, self.filters)
             if match is not None:
                 out.append((endpoint, match))
         return out
+
+    def _endpoint(self, project_id: str, endpoint_id: str) -> Endpoint | None:
+        """Endpoints looked up once per batch: a burst to one endpoint reads it once."""
+        key = (project_id, endpoint_id)
+        if key not in self.endpoint_cache:
+            self.endpoint_cache[key] = _endpoint_by_id(self.c, project_id, endpoint_id)
+        return self.endpoint_cache[key]
+
+    def _subscriptions(self, endpoint_ids: list[str]) -> dict[str, list[Subscription]]:
+        missing = [e for e in endpoint_ids if e not in self.subs_cache]
+        if missing:
+            rows = self.c.execute(
+                f"SELECT {_SUB_COLS} FROM subscriptions WHERE {_in('endpoint_id', missing)} "
+                "ORDER BY id",
+                missing,
+            )
+            found = group_by_endpoint(_subscription(r) for r in rows)
+            for endpoint_id in missing:
+                self.subs_cache[endpoint_id] = found.get(endpoint_id, [])
+        return {e: self.subs_cache[e] for e in endpoint_ids}
 
     def _catch_all(self, endpoint: Endpoint) -> Subscription:
         now = endpoint.updated_at_us
@@ -1564,6 +1583,7 @@ class _Ingest:
                 f"INSERT INTO subscriptions ({_SUB_COLS}) VALUES ({','.join('?' * len(srow))})",
                 srow,
             )
+        self.subs_cache.pop(endpoint.id, None)
         return endpoint
 
     def _add_event(self, ev: NewEvent, endpoint_ids: list[str], *, duplicate: bool) -> None:

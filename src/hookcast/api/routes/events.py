@@ -86,6 +86,7 @@ def _created(ev: NewEvent, result: IngestResult, message: str) -> web.Response:
         raise result.error
     if result.is_duplicate:
         message = "Duplicate event received, but will not be sent"
+    stamp = ser.ts(ev.acknowledged_at_us)
     data = {
         "uid": ev.id,
         "event_type": ev.event_type,
@@ -98,9 +99,9 @@ def _created(ev: NewEvent, result: IngestResult, message: str) -> web.Response:
         "deliveries": result.deliveries,
         "status": _initial_status(ev, result).value,
         "api_key_id": ev.api_key_id,
-        "acknowledged_at": ser.ts(ev.acknowledged_at_us),
-        "created_at": ser.ts(ev.acknowledged_at_us),
-        "updated_at": ser.ts(ev.acknowledged_at_us),
+        "acknowledged_at": stamp,
+        "created_at": stamp,
+        "updated_at": stamp,
     }
     return ok(data, message, 201)
 
