@@ -18,8 +18,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --pre --target $(SDK1) 'convoy-python==1.0.0a1'
 	touch $(STAMP)
 
+# development default: let deliveries reach receivers on this machine (the SSRF guard
+# refuses loopback otherwise); production leaves HOOKCAST_ALLOWED_NETWORKS empty
 serve: $(STAMP)
-	$(VENV)/bin/hookcast serve $(ARGS)
+	HOOKCAST_ALLOWED_NETWORKS=$${HOOKCAST_ALLOWED_NETWORKS-127.0.0.0/8,::1/128} $(VENV)/bin/hookcast serve $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest $(ARGS)

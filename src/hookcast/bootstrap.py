@@ -78,6 +78,10 @@ class Running:
 
 async def start(settings: Settings, *, api: bool = True, worker: bool = True) -> Running:
     store = build_store(settings)
+    if api and not worker and isinstance(store, SQLiteStore):
+        # an API-only process writes short group commits: on the loop thread they skip
+        # the thread hop and the GIL hand-offs that otherwise cap ingest
+        store.inline_writes = True
     await store.open()
     # a worker in its own process learns of new work from the database's change counter
     probe = None if api else store.data_version
@@ -91,7 +95,10 @@ async def start(settings: Settings, *, api: bool = True, worker: bool = True) ->
     running = Running(store, None, None, None, None, None)
     if worker:
         sender = Sender(
-            read_bytes=settings.response_read_bytes, capture_bytes=settings.response_capture_bytes
+            read_bytes=settings.response_read_bytes,
+            capture_bytes=settings.response_capture_bytes,
+            allowed_networks=settings.allowed_network_list(),
+            guard=settings.ssrf_guard,
         )
         await sender.start()
         running.sender = sender

@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     #: an instance admin key, accepted besides those from ``hookcast apikey create --admin``
     admin_api_key: str = ""
 
+    #: the SSRF guard: deliveries never connect to loopback, private, link-local, CGNAT,
+    #: multicast, reserved or metadata addresses (checked on the resolved address used)
+    ssrf_guard: bool = True
     #: networks deliveries may reach even when the SSRF guard would refuse them
     allowed_networks: str = ""
 
@@ -44,7 +47,7 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(default=10.0, ge=0)
 
     #: deliveries in flight to one endpoint at once, unless the endpoint sets max_in_flight
-    endpoint_max_in_flight: int = Field(default=32, ge=1)
+    endpoint_max_in_flight: int = Field(default=64, ge=1)
     #: how often old events, deliveries and attempts are swept (project retention_hours)
     retention_interval_s: float = Field(default=600.0, gt=0)
 

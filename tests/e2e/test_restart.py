@@ -99,6 +99,8 @@ def test_kill_9_mid_delivery_then_restart_delivers_everything(
         server.terminate()
     delivered = _delivered_events(receiver, "/crash")
     duplicates = len(delivered) - len(set(delivered))
-    # only what was in flight at the crash (at most the worker's concurrency) may repeat
-    assert duplicates <= 8, duplicates
+    # only what was in flight at the crash may repeat: at most the worker's concurrency
+    # being sent, plus what was answered but not yet recorded (the last few milliseconds
+    # of completions, written in batches); test_chaos checks each repeat against leases
+    assert duplicates <= 2 * 8, duplicates
     assert time.monotonic() - started < 60

@@ -50,7 +50,7 @@ class WorkerOptions:
     lease_margin_s: float = 30.0
     completion_flush_ms: float = 5.0
     shutdown_grace_s: float = 10.0
-    endpoint_max_in_flight: int = 32
+    endpoint_max_in_flight: int = 64
 
 
 class Completer:

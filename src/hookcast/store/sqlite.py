@@ -91,6 +91,9 @@ class _DbThread:
         self._local = threading.local()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self.conn: sqlite3.Connection | None = None
+        #: run on the event loop's own thread: no hop and no GIL hand-offs, at the price
+        #: of blocking the loop for the (short, batched) transaction
+        self.inline = False
 
     def _open(self) -> None:
         self.conn = connect(self._path, synchronous=self._synchronous)
@@ -99,6 +102,8 @@ class _DbThread:
         await asyncio.get_running_loop().run_in_executor(self._pool, self._open)
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self.inline:
+            return self._call(fn)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self._call, fn)
 
@@ -463,6 +468,7 @@ class SQLiteStore:
     def __init__(self, url: str, *, synchronous: str = "FULL") -> None:
         self.path = sqlite_path(url)
         self._writer = _DbThread(self.path, "hookcast-db-write", synchronous)
+        self.inline_writes = False  # set before open(); see _DbThread.inline
         self._reader = _DbThread(self.path, "hookcast-db-read", synchronous)
         self._filters = FilterCache()
         self._configs: dict[tuple[str, int], ProjectConfig] = {}
@@ -473,6 +479,7 @@ class SQLiteStore:
             raise StoreError(f"the directory {parent} for the database does not exist")
         await self._writer.start()
         await self._reader.start()
+        self._writer.inline = self.inline_writes
 
     async def close(self) -> None:
         await self._writer.stop()
