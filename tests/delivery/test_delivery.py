@@ -251,3 +251,21 @@ def _parse(stamp: str) -> float:
 
 def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
+
+
+def test_ed25519_endpoint_signs_v1a_with_a_retrievable_public_key(
+    project: Project, receiver: Receiver
+) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    ep = project.endpoint(receiver.url + "/v1a", signature_scheme="ed25519")
+    assert ep["secrets"][0]["value"].startswith("whsk_")
+    [public] = project.ok("GET", f"/endpoints/{ep['uid']}")["public_keys"]
+    project.publish(ep["uid"], data={"hello": "world"})
+    [got] = receiver.wait_for("/v1a", 1)
+    kind, sig = got.headers["webhook-signature"].split(",", 1)
+    assert kind == "v1a"
+    signed = f"{got.headers['webhook-id']}.{got.headers['webhook-timestamp']}.".encode() + got.body
+    key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public.removeprefix("whpk_")))
+    key.verify(base64.b64decode(sig), signed)  # raises if the signature is wrong
+    assert "X-Convoy-Signature" not in got.headers  # no HMAC secret to sign with

@@ -55,6 +55,9 @@ class EndpointBody(_Body):
     authentication: EndpointAuthentication | None = None
     #: hookcast: deliveries in flight to this endpoint at once (0 = the server default)
     max_in_flight: int | None = Field(default=None, ge=0, le=10_000)
+    #: hookcast: "ed25519" generates a Standard Webhooks v1a key pair instead of an HMAC
+    #: secret (a supplied ``whsk_`` secret does the same)
+    signature_scheme: Literal["hmac", "ed25519"] | None = None
 
     @field_validator("support_email")
     @classmethod

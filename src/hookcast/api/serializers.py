@@ -23,6 +23,7 @@ from hookcast.domain.models import (
 )
 from hookcast.domain.paging import Page
 from hookcast.domain.ports import BroadcastProgress
+from hookcast.domain.signing import ed25519_public_key, is_ed25519_secret
 
 _second_cache: tuple[int, str] = (-1, "")
 
@@ -94,6 +95,10 @@ def endpoint(e: Endpoint) -> dict[str, Any]:
             for s in e.secrets
         ],
         "advanced_signatures": e.advanced_signatures,
+        # Standard Webhooks v1a: what receivers verify with (never the private key's half)
+        "public_keys": [
+            ed25519_public_key(s.value) for s in e.secrets if is_ed25519_secret(s.value)
+        ],
         "http_timeout": e.http_timeout,
         "rate_limit": e.rate_limit,
         "rate_limit_duration": e.rate_limit_duration,

@@ -18,8 +18,10 @@ from hookcast.domain.config import ProjectConfig
 from hookcast.domain.models import Delivery, Endpoint, Secret
 from hookcast.domain.signing import (
     convoy_signature,
+    is_ed25519_secret,
     standard_webhooks_headers,
     standard_webhooks_key,
+    standard_webhooks_v1a,
 )
 
 USER_AGENT = f"hookcast/{__version__} (Convoy-compatible)"
@@ -74,16 +76,28 @@ def _signed(
 ) -> None:
     """Add both signatures (Convoy's and Standard Webhooks') over exactly *body*."""
     now_s = now_us // 1_000_000
-    secrets = live_secrets(endpoint.secrets, now_us)
-    if not secrets:
-        return
-    versions = [(v.hash, v.encoding) for v in config.signature.versions] or [("SHA256", "hex")]
-    headers[config.signature.header] = convoy_signature(
-        body, secrets, timestamp=now_s, advanced=endpoint.advanced_signatures, versions=versions
-    )
-    headers.update(
-        standard_webhooks_headers(msg_id, now_s, body, [standard_webhooks_key(s) for s in secrets])
-    )
+    live = live_secrets(endpoint.secrets, now_us)
+    hmac_secrets = [s for s in live if not is_ed25519_secret(s)]
+    signatures = [
+        standard_webhooks_v1a(msg_id, now_s, body, s) for s in live if is_ed25519_secret(s)
+    ]
+    if hmac_secrets:
+        versions = [(v.hash, v.encoding) for v in config.signature.versions] or [("SHA256", "hex")]
+        headers[config.signature.header] = convoy_signature(
+            body,
+            hmac_secrets,
+            timestamp=now_s,
+            advanced=endpoint.advanced_signatures,
+            versions=versions,
+        )
+        std = standard_webhooks_headers(
+            msg_id, now_s, body, [standard_webhooks_key(s) for s in hmac_secrets]
+        )
+        signatures.insert(0, std["webhook-signature"])
+    if signatures:
+        headers["webhook-id"] = msg_id
+        headers["webhook-timestamp"] = str(now_s)
+        headers["webhook-signature"] = " ".join(signatures)
 
 
 def build_request(

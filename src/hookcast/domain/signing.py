@@ -22,6 +22,8 @@ import hmac
 from collections.abc import Callable, Sequence
 from typing import Literal
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 HashName = Literal["SHA256", "SHA512"]
 Encoding = Literal["hex", "base64"]
 
@@ -193,3 +195,39 @@ def generate_secret(randbytes: Callable[[int], bytes]) -> str:
     standard base64. The caller supplies the random source (``secrets.token_bytes`` in
     production, something fixed in tests)."""
     return _WHSEC_PREFIX + base64.b64encode(randbytes(32)).decode("ascii")
+
+
+# ---------------------------------------------------------------- Standard Webhooks v1a
+
+V1A_PRIVATE_PREFIX = "whsk_"
+V1A_PUBLIC_PREFIX = "whpk_"
+
+
+def is_ed25519_secret(secret: str) -> bool:
+    return secret.startswith(V1A_PRIVATE_PREFIX)
+
+
+def _ed25519_key(secret: str) -> Ed25519PrivateKey:
+    raw = base64.b64decode(secret[len(V1A_PRIVATE_PREFIX) :])
+    if len(raw) not in (32, 64):
+        raise ValueError("an Ed25519 secret holds a 32-byte seed (and optionally its public key)")
+    return Ed25519PrivateKey.from_private_bytes(raw[:32])
+
+
+def generate_ed25519_secret(randbytes: Callable[[int], bytes]) -> str:
+    """``whsk_`` + base64(seed ‖ public key), the form Svix and the spec use."""
+    seed = randbytes(32)
+    public = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw()
+    return V1A_PRIVATE_PREFIX + base64.b64encode(seed + public).decode("ascii")
+
+
+def ed25519_public_key(secret: str) -> str:
+    """The ``whpk_`` public key receivers verify v1a signatures with."""
+    public = _ed25519_key(secret).public_key().public_bytes_raw()
+    return V1A_PUBLIC_PREFIX + base64.b64encode(public).decode("ascii")
+
+
+def standard_webhooks_v1a(msg_id: str, timestamp: int, payload: bytes, secret: str) -> str:
+    """One ``v1a,<base64 Ed25519 signature>`` entry over ``"<id>.<timestamp>." + payload``."""
+    message = f"{msg_id}.{timestamp}.".encode() + payload
+    return "v1a," + base64.b64encode(_ed25519_key(secret).sign(message)).decode("ascii")

@@ -15,7 +15,12 @@ from hookcast.api.schemas import EndpointBody, ExpireSecretBody
 from hookcast.domain.errors import NotFoundError, ValidationError
 from hookcast.domain.ids import new_id
 from hookcast.domain.models import Endpoint, EndpointStatus, Project, Secret
-from hookcast.domain.signing import generate_secret
+from hookcast.domain.signing import (
+    ed25519_public_key,
+    generate_ed25519_secret,
+    generate_secret,
+    is_ed25519_secret,
+)
 from hookcast.domain.urls import validate_endpoint_url
 
 DEFAULT_TIMEOUT_S = 10
@@ -30,6 +35,13 @@ async def _load(request: web.Request, permission: Permission) -> tuple[Project, 
     return project, endpoint
 
 
+def _check_ed25519(secret: str) -> None:
+    try:
+        ed25519_public_key(secret)
+    except ValueError as exc:
+        raise ValidationError(f"invalid whsk_ secret: {exc}") from exc
+
+
 async def create_endpoint(request: web.Request) -> web.Response:
     c = ctx(request)
     _, project = await c.auth.authorize(request, Permission.MANAGE)
@@ -38,7 +50,13 @@ async def create_endpoint(request: web.Request) -> web.Response:
         raise ValidationError("please provide the endpoint url")
     url = validate_endpoint_url(body.url, require_https=project.config.ssl.enforce_secure_endpoints)
     now = c.clock()
-    secret = body.secret or generate_secret(c.randbytes)
+    secret = body.secret or (
+        generate_ed25519_secret(c.randbytes)
+        if body.signature_scheme == "ed25519"
+        else generate_secret(c.randbytes)
+    )
+    if is_ed25519_secret(secret):
+        _check_ed25519(secret)
     endpoint = Endpoint(
         id=new_id(),
         project_id=project.id,
@@ -178,7 +196,9 @@ async def expire_secret(request: web.Request) -> web.Response:
         for s in endpoint.secrets
         if s.expires_at_us is None or s.expires_at_us > now
     )
-    fresh = Secret(new_id(), body.secret or generate_secret(c.randbytes), now)
+    current = endpoint.secrets[-1].value if endpoint.secrets else ""
+    make = generate_ed25519_secret if is_ed25519_secret(current) else generate_secret
+    fresh = Secret(new_id(), body.secret or make(c.randbytes), now)
     updated = replace(endpoint, secrets=(*kept, fresh), updated_at_us=now)
     await c.store.update_endpoint(updated)
     return ok(ser.endpoint(updated), "endpoint secret expired successfully")
