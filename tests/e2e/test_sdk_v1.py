@@ -142,3 +142,16 @@ def test_error_responses_parse(sdk1_path: Path, project: Project, receiver: Rece
 
 def test_subscription_toggle_status(sdk1_path: Path, project: Project, receiver: Receiver) -> None:
     assert_clean(run_flow(sdk1_path, project, receiver, "subscription_toggle"))
+
+
+def test_event_replay_and_batch_replay(
+    sdk1_path: Path, project: Project, receiver: Receiver
+) -> None:
+    assert_clean(run_flow(sdk1_path, project, receiver, "event_replay"))
+    assert len(receiver.at("/sdk1/replay")) >= 2
+
+
+def test_batch_retry(sdk1_path: Path, gateway: Gateway, receiver: Receiver) -> None:
+    project = gateway.create_project("retry-once", config=RETRY_ONCE)
+    receiver.behave("/sdk1/batchretry", Behaviour(status=500), Behaviour(status=200))
+    assert_clean(run_flow(sdk1_path, project, receiver, "batch_retry"))
