@@ -157,6 +157,8 @@ class Behaviour:
     #: send the body in chunks of this many bytes, sleeping drip_s between them
     drip_s: float = 0.0
     chunk: int = 1
+    #: drop the TCP connection (RST) instead of answering
+    reset: bool = False
 
 
 class Receiver:
@@ -194,6 +196,15 @@ class Receiver:
             behaviour = (queue.pop(0) if len(queue) > 1 else queue[0]) if queue else Behaviour()
         if behaviour.delay_s:
             await asyncio.sleep(behaviour.delay_s)
+        if behaviour.reset and request.transport is not None:
+            sock = request.transport.get_extra_info("socket")
+            if sock is not None:  # SO_LINGER 0: close with a reset, not a FIN
+                import socket
+                import struct
+
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            request.transport.abort()
+            raise web.HTTPInternalServerError  # never reaches the client
         if behaviour.drip_s:
             return await self._drip(request, behaviour)
         return web.Response(status=behaviour.status, body=behaviour.body, headers=behaviour.headers)

@@ -87,3 +87,14 @@ def test_breaker_opens_on_a_failing_endpoint_and_spares_it(
         assert endpoint["status"] == "active"  # disable_after_trips=0: never disabled
     finally:
         gateway.stop()
+
+
+def test_connection_reset_is_recorded_and_retried(gateway: Gateway, receiver: Receiver) -> None:
+    project = gateway.create_project("rst", LINEAR_1S)
+    receiver.behave("/rst", Behaviour(reset=True), Behaviour(200))
+    ep = project.endpoint(receiver.url + "/rst")
+    project.publish(ep["uid"])
+    assert wait_until(lambda: project.deliveries()[0]["status"] == "Success", 10)
+    first, second = _attempts(project, project.deliveries()[0]["uid"])
+    assert first["http_status"] == "" and first["error"]  # no response, an error recorded
+    assert second["http_status"] == "200 OK"
