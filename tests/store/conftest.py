@@ -1,22 +1,41 @@
-"""The store contract suite runs against every store; PostgreSQL joins when it exists."""
+"""The store contract suite runs against every store: the embedded SQLite one and
+PostgreSQL (one database for the session, emptied before each test)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from hookcast.domain.ports import Store
 from hookcast.store import migrate
+from hookcast.store.postgres import PostgresStore
 from hookcast.store.sqlite import SQLiteStore
+from pg_support import Database, fresh_database
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[Database]:
+    with fresh_database("hookcast_contract") as url:
+        db = Database(url)
+        try:
+            yield db
+        finally:
+            db.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    url = f"sqlite:///{tmp_path / 'contract.db'}"
-    migrate.upgrade(url)
-    s = SQLiteStore(url)
+    s: SQLiteStore | PostgresStore
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'contract.db'}"
+        migrate.upgrade(url)
+        s = SQLiteStore(url)
+    else:
+        db: Database = request.getfixturevalue("pg_database")
+        db.truncate()
+        s = PostgresStore(db.url)
     await s.open()
     yield s
     await s.close()
