@@ -1,24 +1,48 @@
-"""Who is calling, and may they do this here?
+"""Who is calling, and may they do this here? And are they calling too often?
 
-``Authorization: Bearer <key>``. Verified keys are cached for a second, so a revoked key
-stops working within that second on every API process.
+``Authorization: Bearer <key>``. Verified keys (and refused ones) are cached for a second,
+so a revoked key stops working within that second on every API process.
+
+The per-key rate limit (``HOOKCAST_API_RATE_LIMIT`` requests per second, bursts of twice
+that) is a GCRA bucket per key held in memory: each API process enforces it on its own,
+so N processes behind a balancer let a key through up to N times the limit.
 """
 
 from __future__ import annotations
 
 import enum
 import hmac
+import math
 import time
 from dataclasses import dataclass
 
 from aiohttp import web
 
-from hookcast.domain.errors import AuthenticationError, NotFoundError, PermissionDeniedError
+from hookcast.domain.errors import (
+    AuthenticationError,
+    HookcastError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from hookcast.domain.keys import hash_key, mask_of, matches
+from hookcast.domain.limits import Bucket, take
 from hookcast.domain.models import ApiKey, KeyRole, Project
 from hookcast.domain.ports import Store
 
 _CACHE_TTL_S = 1.0
+_CACHE_MAX = 10_000
+#: the bucket of the configured admin key (it has no row, so no id)
+_ADMIN_BUCKET = "instance-admin"
+
+
+class RateLimitedError(HookcastError):
+    """429: the key sent more requests than its rate allows; retry after some seconds."""
+
+    status_code = 429
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__("exceeded rate limit")
+        self.retry_after_s = retry_after_s
 
 
 class Permission(enum.Enum):
@@ -55,26 +79,41 @@ class Principal:
 
 
 class Authenticator:
-    def __init__(self, store: Store, admin_api_key: str) -> None:
+    def __init__(self, store: Store, admin_api_key: str, *, rate_limit: int = 0) -> None:
+        """*rate_limit*: requests per second per key (bursts of twice that); 0 = off."""
         self._store = store
         self._admin_hash = hash_key(admin_api_key) if admin_api_key else ""
-        self._keys: dict[str, tuple[float, Principal]] = {}
+        # token -> (until, the principal or why the token was refused)
+        self._keys: dict[str, tuple[float, Principal | str]] = {}
         self._projects: dict[str, tuple[float, Project]] = {}
+        self._rate = max(rate_limit, 0)
+        self._buckets: dict[str, Bucket] = {}
 
     def forget_project(self, project_id: str) -> None:
         self._projects.pop(project_id, None)
+
+    def forget_key(self, key_id: str) -> None:
+        """Drop a (revoked) key from this process's cache at once."""
+        for token, (_, found) in list(self._keys.items()):
+            if isinstance(found, Principal) and found.key_id == key_id:
+                del self._keys[token]
 
     async def principal(self, request: web.Request) -> Principal:
         token = _bearer(request.headers.get("Authorization", ""))
         now = time.monotonic()
         cached = self._keys.get(token)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        principal = await self._verify(token)
-        if len(self._keys) > 10_000:
-            self._keys.clear()
-        self._keys[token] = (now + _CACHE_TTL_S, principal)
-        return principal
+        if cached is None or cached[0] <= now:
+            try:
+                found: Principal | str = await self._verify(token)
+            except AuthenticationError as exc:
+                found = exc.message
+            if len(self._keys) >= _CACHE_MAX:
+                self._keys.clear()
+            cached = (now + _CACHE_TTL_S, found)
+            self._keys[token] = cached
+        if isinstance(cached[1], str):
+            raise AuthenticationError(cached[1])
+        return cached[1]
 
     async def _verify(self, token: str) -> Principal:
         if self._admin_hash and hmac.compare_digest(hash_key(token), self._admin_hash):
@@ -90,6 +129,26 @@ class Authenticator:
         if key.expires_at_us is not None and key.expires_at_us <= now_us:
             raise AuthenticationError("authorization failed: the key has expired")
         return Principal(key, key.role is KeyRole.INSTANCE_ADMIN)
+
+    async def throttle(self, request: web.Request) -> None:
+        """Take one request from the caller's bucket, or raise :class:`RateLimitedError`.
+        A missing or refused key passes here: the route answers it with 401."""
+        if not self._rate or "Authorization" not in request.headers:
+            return
+        try:
+            principal = await self.principal(request)
+        except AuthenticationError:
+            return
+        name = principal.key_id or _ADMIN_BUCKET
+        now_us = time.monotonic_ns() // 1000
+        # a burst of two seconds' worth, refilled at the rate
+        bucket, retry_at_us = take(self._buckets.get(name, Bucket()), 2 * self._rate, 2, now_us)
+        if retry_at_us is not None:
+            raise RateLimitedError(max(1, math.ceil((retry_at_us - now_us) / 1_000_000)))
+        if len(self._buckets) >= _CACHE_MAX and name not in self._buckets:
+            # full buckets are the same as absent ones
+            self._buckets = {k: b for k, b in self._buckets.items() if b.tat_us > now_us}
+        self._buckets[name] = bucket
 
     async def project(self, project_id: str) -> Project:
         now = time.monotonic()

@@ -75,6 +75,48 @@ def date_window(query: MultiMapping[str]) -> tuple[int, int]:
     return int(start.timestamp() * 1_000_000), int(end.timestamp() * 1_000_000)
 
 
+#: objects and arrays nested deeper than this are refused (400): deep documents cost stack
+#: and time in every later walk (validation, filters, serialisation)
+MAX_JSON_DEPTH = 64
+
+
+def json_depth_exceeds(doc: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether *doc* nests objects/arrays more than *limit* levels (the top one counts)."""
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def _has_nul(doc: dict[str, Any]) -> bool:
+    """A NUL in any key or string of *doc*, the top-level ``data`` (an event's payload,
+    stored as bytes) aside: text columns (PostgreSQL's) cannot hold it."""
+    stack: list[Any] = [v for k, v in doc.items() if k != "data"]
+    if any("\x00" in k for k in doc):
+        return True
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return True
+        elif isinstance(value, dict):
+            if any("\x00" in k for k in value):
+                return True
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
+
+
 async def json_body(request: web.Request, *, required: bool = True) -> dict[str, Any]:
     raw = await request.read()
     if not raw.strip():
@@ -85,6 +127,14 @@ async def json_body(request: web.Request, *, required: bool = True) -> dict[str,
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ValidationError(f"malformed JSON: {exc}") from exc
+    # fewer brackets than the limit cannot nest past it: skip the walk (the common case)
+    if raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH and json_depth_exceeds(doc):
+        raise ValidationError(f"JSON nested too deeply: the limit is {MAX_JSON_DEPTH} levels")
+    # only an escaped \u0000 can put NUL in a string: skip the walk without one
+    if b"\\u0000" in raw and isinstance(doc, dict) and _has_nul(doc):
+        raise ValidationError(
+            "strings must not contain NUL characters (\\u0000), except in the event data"
+        )
     if doc is None and not required:
         return {}
     if not isinstance(doc, dict):
