@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from hookcast.delivery.meta import MetaEvents
 from hookcast.delivery.sender import Sender
 from hookcast.delivery.waker import Waker
 from hookcast.delivery.worker import probe_delay_us
@@ -19,6 +20,7 @@ from hookcast.domain.ids import new_id
 from hookcast.domain.models import Endpoint
 from hookcast.domain.outbound import build_probe
 from hookcast.domain.ports import Store
+from hookcast.metrics import Metrics
 
 log = logging.getLogger("hookcast.prober")
 
@@ -36,12 +38,16 @@ class Prober:
         poll_s: float,
         *,
         clock: Callable[[], int] = _now_us,
+        metrics: Metrics | None = None,
+        meta: MetaEvents | None = None,
     ) -> None:
         self._store = store
         self._sender = sender
         self._deliveries = deliveries
         self._poll_s = poll_s
         self._clock = clock
+        self._metrics = metrics or Metrics()
+        self._meta = meta
         self._stopping = asyncio.Event()
 
     def request_stop(self) -> None:
@@ -71,11 +77,9 @@ class Prober:
                 endpoint.id, self._clock(), config.recovery_rate
             )
             self._deliveries.notify()
-            log.info(
-                "endpoint.enabled",
-                extra={"endpoint_id": endpoint.id, "released": released, "by": "probe"},
-            )
+            self._enabled(endpoint, config, released)
             return True
+        self._metrics.probes.labels("failure").inc()
         attempts = endpoint.probe_attempts + 1
         await self._store.reschedule_probe(
             endpoint.id, self._clock() + probe_delay_us(attempts), attempts
@@ -90,3 +94,25 @@ class Prober:
             },
         )
         return False
+
+    def _enabled(self, endpoint: Endpoint, config: ProjectConfig, released: int) -> None:
+        self._metrics.probes.labels("success").inc()
+        self._metrics.endpoints_enabled.inc()
+        log.info(
+            "endpoint.enabled",
+            extra={"endpoint_id": endpoint.id, "released": released, "by": "probe"},
+        )
+        if self._meta is not None:
+            self._meta.emit(
+                endpoint.project_id,
+                config,
+                "endpoint.enabled",
+                {
+                    "endpoint_id": endpoint.id,
+                    "name": endpoint.name,
+                    "owner_id": endpoint.owner_id,
+                    "by": "probe",
+                    "probe_attempts": endpoint.probe_attempts + 1,
+                    "released_deliveries": released,
+                },
+            )

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hookcast.delivery.health import EndpointHealth
+from hookcast.delivery.health import Outcome as HealthOutcome
+from hookcast.delivery.meta import MetaEvents
 from hookcast.delivery.sender import Sender, SendResult
 from hookcast.delivery.waker import Waker
 from hookcast.domain.config import ProjectConfig, StrategyConfig, StrategyType
@@ -34,6 +36,7 @@ from hookcast.domain.outbound import build_request, loggable_headers
 from hookcast.domain.outcome import Outcome, OutcomeKind, classify
 from hookcast.domain.ports import ClaimedDelivery, Completion, Deferral, Store
 from hookcast.domain.retry import decide_after_failure
+from hookcast.metrics import Metrics
 
 log = logging.getLogger("hookcast.worker")
 
@@ -113,6 +116,8 @@ class Worker:
         *,
         clock: Callable[[], int] = now_us,
         rand: Callable[[], float] = random.random,
+        metrics: Metrics | None = None,
+        meta: MetaEvents | None = None,
     ) -> None:
         self._store = store
         self._sender = sender
@@ -132,6 +137,9 @@ class Worker:
         self._stopping = asyncio.Event()
         self._token_prefix = new_id()[-10:]
         self._claims = 0
+        self._metrics = metrics or Metrics()
+        self._meta = meta
+        self._metrics.track_breakers(self._health.breaker_states)
 
     # ------------------------------------------------------------ the loop
 
@@ -218,6 +226,7 @@ class Worker:
                 await self._store.release(leases, self._clock())
             log.info("worker.leases_released", extra={"count": len(leases)})
         await self._completer.close()
+        self._metrics.untrack_breakers(self._health.breaker_states)
         log.info("worker.stopped")
 
     # ------------------------------------------------------------ one delivery
@@ -231,18 +240,10 @@ class Worker:
             endpoint, config = cd.endpoint, cd.project_config
             final = self._precheck(cd, now)
             if final is not None or endpoint is None or config is None:
-                self._completer.add(final or self._final(cd, DeliveryStatus.DISCARDED, "gone", now))
+                self._complete(cd, final or self._final(cd, DeliveryStatus.DISCARDED, "gone", now))
                 continue
             if endpoint.status is EndpointStatus.INACTIVE:
-                deferrals.append(
-                    Deferral(
-                        cd.delivery.id,
-                        cd.lease_token,
-                        cd.previous_status,
-                        HELD_US,
-                        "held: the endpoint is disabled",
-                    )
-                )
+                deferrals.append(self._deferral(cd, HELD_US, "held: the endpoint is disabled"))
                 continue
             queue = self._waiting.get(endpoint.id)
             verdict = self._health.admit(endpoint, config, now, len(queue) if queue else 0)
@@ -251,15 +252,7 @@ class Worker:
                 self._waiting_count += 1
                 continue
             if not verdict.send:
-                deferrals.append(
-                    Deferral(
-                        cd.delivery.id,
-                        cd.lease_token,
-                        cd.previous_status,
-                        verdict.defer_until_us,
-                        verdict.reason,
-                    )
-                )
+                deferrals.append(self._deferral(cd, verdict.defer_until_us, verdict.reason))
                 continue
             self._start(cd, endpoint, config)
         return deferrals
@@ -288,18 +281,40 @@ class Worker:
                 queue.appendleft(cd)
                 self._waiting_count += 1
                 break
-            deferral = Deferral(
-                cd.delivery.id,
-                cd.lease_token,
-                cd.previous_status,
-                verdict.defer_until_us,
-                verdict.reason,
-            )
+            deferral = self._deferral(cd, verdict.defer_until_us, verdict.reason)
             task = asyncio.create_task(self._defer([deferral]))
             self._inflight[task] = cd
             task.add_done_callback(self._done)
         if queue is not None and not queue:
             self._waiting.pop(endpoint_id, None)
+
+    def _deferral(self, cd: ClaimedDelivery, until_us: int, reason: str) -> Deferral:
+        self._metrics.deferred(reason)
+        return Deferral(cd.delivery.id, cd.lease_token, cd.previous_status, until_us, reason)
+
+    def _complete(self, cd: ClaimedDelivery, completion: Completion) -> None:
+        """Queue the completion for the next group commit; count it; a final failure
+        becomes a ``delivery.failed`` meta event."""
+        self._metrics.outcome(completion.status)
+        if completion.status is DeliveryStatus.FAILURE and self._meta is not None:
+            attempt = completion.attempt
+            d = cd.delivery
+            self._meta.emit(
+                d.project_id,
+                cd.project_config,
+                "delivery.failed",
+                {
+                    "delivery_id": d.id,
+                    "event_id": d.event_id,
+                    "endpoint_id": d.endpoint_id,
+                    "event_type": d.event_type,
+                    "attempts": d.attempts,
+                    "http_status": attempt.http_status if attempt else None,
+                    "error": attempt.error if attempt else "",
+                    "description": completion.description,
+                },
+            )
+        self._completer.add(completion)
 
     async def _defer(self, deferrals: list[Deferral]) -> None:
         try:
@@ -314,11 +329,15 @@ class Worker:
         request = build_request(
             cd.delivery, endpoint, config, cd.event_data, cd.event_headers, self._clock()
         )
-        result = await self._sender.send(
-            request.url, request.body, request.headers, float(endpoint.http_timeout)
-        )
+        self._metrics.in_flight.inc()
+        try:
+            result = await self._sender.send(
+                request.url, request.body, request.headers, float(endpoint.http_timeout)
+            )
+        finally:
+            self._metrics.in_flight.dec()
         attempt = self._attempt(cd, request.url, loggable_headers(request), result)
-        self._completer.add(self._decide(cd, endpoint, config, result, attempt))
+        self._complete(cd, self._decide(cd, endpoint, config, result, attempt))
         self._next_waiting(endpoint.id)
 
     def _precheck(self, cd: ClaimedDelivery, now: int) -> Completion | None:
@@ -373,23 +392,15 @@ class Worker:
         now = self._clock()
         latency = result.ended_us - result.started_us
         outcome = classify(result.status, result.error or None, result.headers, now / 1e6)
-        health = self._health.finished(
-            endpoint, config, now, outcome.kind is OutcomeKind.SUCCESS, latency
-        )
-        disable, probe_at = "", None
-        if health.transition:
-            log.info(
-                "endpoint.breaker",
-                extra={"endpoint_id": endpoint.id, "transition": health.transition},
-            )
-        if outcome.kind is OutcomeKind.DISABLE_ENDPOINT:
-            disable = "gone"
-        elif health.disable and config.disable_endpoint:
-            disable = "breaker"
+        success = outcome.kind is OutcomeKind.SUCCESS
+        health = self._health.finished(endpoint, config, now, success, latency)
+        self._metrics.attempt(result.status, latency / 1e6)
+        if success:
+            self._metrics.delivered_seconds.observe(max(now - d.created_at_us, 0) / 1e6)
+        disable, probe_at = self._disable_reason(endpoint, outcome, health, config), None
         if disable:
             probe_at = now + first_probe_delay_us()
-            self._health.forget(endpoint.id)
-            log.warning("endpoint.disabled", extra={"endpoint_id": endpoint.id, "reason": disable})
+            self._disabled(endpoint, config, disable, probe_at)
         status, due, why = self._next_status(d, outcome, result, now)
         return Completion(
             d.id,
@@ -403,6 +414,42 @@ class Worker:
             probe_at_us=probe_at,
             breaker=health.breaker,
         )
+
+    def _disable_reason(
+        self, endpoint: Endpoint, outcome: Outcome, health: HealthOutcome, config: ProjectConfig
+    ) -> str:
+        """Why this result disables the endpoint ("gone", "breaker"), or ""."""
+        if health.transition:
+            self._metrics.breaker_transitions.labels(health.transition).inc()
+            log.info(
+                "endpoint.breaker",
+                extra={"endpoint_id": endpoint.id, "transition": health.transition},
+            )
+        if outcome.kind is OutcomeKind.DISABLE_ENDPOINT:
+            return "gone"
+        if health.disable and config.disable_endpoint:
+            return "breaker"
+        return ""
+
+    def _disabled(
+        self, endpoint: Endpoint, config: ProjectConfig, reason: str, probe_at_us: int
+    ) -> None:
+        self._health.forget(endpoint.id)
+        self._metrics.endpoints_disabled.labels(reason).inc()
+        log.warning("endpoint.disabled", extra={"endpoint_id": endpoint.id, "reason": reason})
+        if self._meta is not None:
+            self._meta.emit(
+                endpoint.project_id,
+                config,
+                "endpoint.disabled",
+                {
+                    "endpoint_id": endpoint.id,
+                    "name": endpoint.name,
+                    "owner_id": endpoint.owner_id,
+                    "reason": reason,
+                    "next_probe_at": probe_at_us // 1_000_000,
+                },
+            )
 
     def _next_status(
         self, d: Delivery, outcome: Outcome, result: SendResult, now: int

@@ -9,9 +9,11 @@ from __future__ import annotations
 import enum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hookcast.domain.breaker import BreakerConfig
+from hookcast.domain.errors import ValidationError
+from hookcast.domain.urls import validate_endpoint_url
 
 
 class StrategyType(enum.StrEnum):
@@ -55,6 +57,58 @@ class RateLimitConfig(_Model):
     duration: int = Field(default=60, ge=0)
 
 
+#: the operator webhooks hookcast sends about itself (``meta_event.event_types``)
+META_EVENT_TYPES = (
+    "endpoint.disabled",
+    "endpoint.enabled",
+    "delivery.failed",
+    "broadcast.completed",
+)
+
+
+class MetaEventConfig(_Model):
+    """Meta events: signed webhooks about hookcast itself, sent to one operator URL per
+    project (Convoy's ``meta_event`` shape; ``event_type`` is accepted for
+    ``event_types``). An empty ``event_types`` means all of them."""
+
+    is_enabled: bool = False
+    type: Literal["http"] = "http"
+    url: str = ""
+    secret: str = Field(default="", max_length=200)
+    event_types: list[str] = Field(
+        default_factory=lambda: list(META_EVENT_TYPES),
+        validation_alias=AliasChoices("event_type", "event_types"),
+    )
+
+    @field_validator("event_types")
+    @classmethod
+    def _known_types(cls, value: list[str]) -> list[str]:
+        unknown = [t for t in value if t not in META_EVENT_TYPES and t != "*"]
+        if unknown:
+            raise ValueError(
+                f"unknown meta event types {unknown}; use {', '.join(META_EVENT_TYPES)}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> MetaEventConfig:
+        if not self.is_enabled:
+            return self
+        if not self.secret:
+            raise ValueError("meta_event needs a secret to sign with when enabled")
+        try:
+            validate_endpoint_url(self.url, require_https=False)
+        except ValidationError as exc:
+            raise ValueError(f"meta_event.url: {exc.message}") from exc
+        return self
+
+    def wants(self, event_type: str) -> bool:
+        if not self.is_enabled:
+            return False
+        types = self.event_types
+        return not types or "*" in types or event_type in types
+
+
 class ProjectConfig(_Model):
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     signature: SignatureConfig = Field(default_factory=SignatureConfig)
@@ -73,3 +127,5 @@ class ProjectConfig(_Model):
     circuit_breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     #: deliveries per second released to an endpoint that comes back after being disabled
     recovery_rate: float = Field(default=50.0, gt=0)
+    #: operator webhooks about this project's endpoints, deliveries and broadcasts
+    meta_event: MetaEventConfig = Field(default_factory=MetaEventConfig)

@@ -158,6 +158,22 @@ class BroadcastProgress:
     latency_ms: dict[str, float | None]  # publish → first success: p50, p95, p99
 
 
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """The queue at a glance, for metrics: one cheap read, computed at scrape time."""
+
+    #: claimable now: Scheduled/Retry rows whose time has come, and expired leases
+    due: int
+    #: the due time of the longest-waiting due row (its age is the queue's lag)
+    oldest_due_at_us: int | None
+    #: waiting for a later attempt time, or leased to a worker right now
+    scheduled: int
+    #: held for a disabled endpoint until it is enabled again
+    held: int
+    #: disabled (inactive) endpoints by ``disabled_reason`` ("manual", "gone", "breaker")
+    disabled_endpoints: dict[str, int]
+
+
 class Store(Protocol):
     async def open(self) -> None: ...
     async def close(self) -> None: ...
@@ -171,6 +187,10 @@ class Store(Protocol):
     async def delete_project(self, project_id: str) -> bool: ...
     async def create_api_key(self, key: ApiKey, key_hash: str) -> None: ...
     async def find_api_key(self, mask: str) -> tuple[ApiKey, str] | None: ...
+    async def list_api_keys(self, project_id: str | None) -> list[ApiKey]: ...
+    async def revoke_api_key(
+        self, key_id: str, project_id: str | None, now_us: int
+    ) -> ApiKey | None: ...
 
     # endpoints and subscriptions
     async def create_endpoint(self, endpoint: Endpoint) -> None: ...
@@ -237,6 +257,9 @@ class Store(Protocol):
     async def purge_before(self, project_id: str, cutoff_us: int, limit: int) -> int: ...
     async def retention_policies(self) -> list[tuple[str, int]]: ...
     async def next_due_at(self) -> int | None: ...
+
+    # metrics
+    async def queue_stats(self, now_us: int) -> QueueStats: ...
 
     # broadcast fan-out
     async def claim_fanout(

@@ -62,6 +62,7 @@ from hookcast.domain.ports import (
     FanoutJob,
     IngestResult,
     NewEvent,
+    QueueStats,
     delivery_filter_from_json,
     event_filter_from_json,
 )
@@ -584,6 +585,35 @@ class SQLiteStore:
         )
         return None if row is None else (_key(row), row[9])
 
+    async def list_api_keys(self, project_id: str | None) -> list[ApiKey]:
+        """The keys of a project, oldest first; every key when *project_id* is None."""
+        where, args = ("WHERE project_id = ?", (project_id,)) if project_id else ("", ())
+        rows = await self._read(
+            lambda c: c.execute(
+                f"SELECT {_KEY_COLS} FROM api_keys {where} ORDER BY id", args
+            ).fetchall()
+        )
+        return [_key(r) for r in rows]
+
+    async def revoke_api_key(
+        self, key_id: str, project_id: str | None, now_us: int
+    ) -> ApiKey | None:
+        """Revoke a key (of *project_id*, or of any project when None); revoking twice
+        keeps the first time. None when there is no such key."""
+
+        def run(c: sqlite3.Connection) -> ApiKey | None:
+            where, args = "id = ?", [key_id]
+            if project_id:
+                where, args = "id = ? AND project_id = ?", [key_id, project_id]
+            c.execute(
+                f"UPDATE api_keys SET revoked_at_us = COALESCE(revoked_at_us, ?) WHERE {where}",
+                [now_us, *args],
+            )
+            row = c.execute(f"SELECT {_KEY_COLS} FROM api_keys WHERE {where}", args).fetchone()
+            return None if row is None else _key(row)
+
+        return await self._write(run)
+
     # ------------------------------------------------------------ endpoints
 
     async def create_endpoint(self, endpoint: Endpoint) -> None:
@@ -1026,6 +1056,26 @@ class SQLiteStore:
             ).fetchone()
         )
         return None if row is None else row[0]
+
+    async def queue_stats(self, now_us: int) -> QueueStats:
+        """One pass over the queue index (covering: only ``due_at_us`` is read) and one
+        over the endpoints table."""
+
+        def run(c: sqlite3.Connection) -> QueueStats:
+            due, oldest, scheduled, held = c.execute(
+                "SELECT COALESCE(SUM(due_at_us <= ?), 0), MIN(CASE WHEN due_at_us <= ? "
+                "THEN due_at_us END), COALESCE(SUM(due_at_us > ? AND due_at_us < ?), 0), "
+                "COALESCE(SUM(due_at_us >= ?), 0) FROM deliveries "
+                "WHERE status IN ('Scheduled', 'Retry', 'Processing')",
+                (now_us, now_us, now_us, HELD_US, HELD_US),
+            ).fetchone()
+            disabled = c.execute(
+                "SELECT disabled_reason, COUNT(*) FROM endpoints WHERE status = 'inactive' "
+                "GROUP BY disabled_reason"
+            ).fetchall()
+            return QueueStats(due, oldest, scheduled, held, {str(r): n for r, n in disabled})
+
+        return await self._read(run)
 
     # ------------------------------------------------------------ operator actions
 
@@ -1513,7 +1563,7 @@ class _Ingest:
             new_id(),
             endpoint.project_id,
             endpoint.id,
-            f"{endpoint.name}-subscription",
+            f"{endpoint.name[:187]}-subscription",
             "api",
             FilterConfig(),
             None,
@@ -1544,7 +1594,7 @@ class _Ingest:
                 new_id(),
                 ev.project_id,
                 "",
-                ev.url,
+                ev.url[:200],  # the name: the URL, cut to the column's size
                 ev.url,
                 "",
                 EndpointStatus.ACTIVE,
@@ -1574,7 +1624,7 @@ class _Ingest:
                 new_id(),
                 ev.project_id,
                 endpoint.id,
-                f"{endpoint.name}-subscription",
+                f"{endpoint.name[:187]}-subscription",
                 "api",
                 FilterConfig(event_types=ev.event_types),
                 None,
