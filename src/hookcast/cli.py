@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import orjson
 
-from hookcast import __version__, admin, bootstrap, logs
+from hookcast import __version__, admin, apiclient, bootstrap, logs
 from hookcast.domain.errors import HookcastError
 from hookcast.domain.models import KeyRole
 from hookcast.settings import Settings
@@ -155,6 +156,162 @@ def cmd_apikey_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _key_row(key: Any, now_us: int) -> dict[str, Any]:
+    from hookcast.api.routes.keys import key_json
+
+    return {"key_id": key.id, **key_json(key, now_us)}
+
+
+def cmd_apikey_list(args: argparse.Namespace) -> int:
+    """Keys of a project (every key without --project); never their secrets."""
+    import time
+
+    settings = _settings(args)
+    keys = _run(_with_store(settings, lambda s: admin.list_api_keys(s, args.project)))
+    now = time.time_ns() // 1000
+    rows = [_key_row(k, now) for k in keys]
+    if args.json:
+        sys.stdout.write(orjson.dumps(rows).decode() + "\n")
+        return 0
+    for row in rows:
+        flags = " broadcast" if row["broadcast"] else ""
+        sys.stdout.write(
+            f"{row['key_id']}  {row['role']}{flags}  {row['status']}  "
+            f"project={row['project_id'] or '-'}  {row['name']}\n"
+        )
+    return 0
+
+
+def cmd_apikey_revoke(args: argparse.Namespace) -> int:
+    import time
+
+    settings = _settings(args)
+    key = _run(_with_store(settings, lambda s: admin.revoke_api_key(s, args.key_id)))
+    row = _key_row(key, time.time_ns() // 1000)
+    _print(args, row, f"api key {key.id} revoked (API processes drop it within 1 s)")
+    return 0
+
+
+def _client(args: argparse.Namespace) -> apiclient.ApiClient:
+    """For ``send`` and ``tail``: --url/--key, else HOOKCAST_API_URL/HOOKCAST_API_KEY, else
+    this machine's gateway (HOOKCAST_HOST/PORT) and HOOKCAST_ADMIN_API_KEY."""
+    settings = Settings()
+    url = args.url or settings.api_url or f"http://{_reachable(settings.host)}:{settings.port}"
+    key = args.key or settings.api_key or settings.admin_api_key
+    return apiclient.ApiClient(url, key)
+
+
+def _reachable(host: str) -> str:
+    """The address to call a gateway listening on *host* from this machine."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host or "127.0.0.1"
+    if ip.is_unspecified:
+        return "127.0.0.1"
+    return f"[{ip}]" if ip.version == 6 else str(ip)
+
+
+def _json_arg(text: str, name: str) -> Any:
+    if text == "-":
+        text = sys.stdin.read()
+    elif text.startswith("@"):
+        with open(text[1:], "rb") as f:
+            text = f.read().decode()
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise HookcastError(f"{name} is not valid JSON: {exc}") from exc
+
+
+def _headers(values: list[str] | None) -> dict[str, str] | None:
+    if not values:
+        return None
+    pairs = [v.split(":", 1) for v in values]
+    if any(len(pair) != 2 for pair in pairs):
+        raise HookcastError("--header takes NAME:VALUE")
+    return {name.strip(): value.strip() for name, value in pairs}
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    publish = apiclient.Publish(
+        project_id=args.project,
+        event_type=args.type,
+        data=_json_arg(args.data, "--data"),
+        endpoint_id=args.endpoint or "",
+        owner_id=args.owner or "",
+        broadcast=args.broadcast,
+        idempotency_key=args.idempotency_key or "",
+        headers=_headers(args.header),
+    )
+
+    async def go() -> dict[str, Any]:
+        async with _client(args) as client:
+            return await apiclient.send(client, publish)
+
+    event = _run(go())
+    if event.get("is_duplicate_event"):
+        text = f"event {event.get('uid')} is a duplicate: not sent"
+    elif event.get("kind") == "broadcast":
+        text = f"event {event.get('uid')} (broadcast) accepted: its deliveries follow"
+    else:
+        text = f"event {event.get('uid')} ({event.get('kind')}) queued: "
+        text += f"{event.get('deliveries', 0)} deliveries"
+    _print(args, event, text)
+    return 0
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    options = apiclient.TailOptions(
+        interval_s=args.interval, backlog=args.backlog, max_lines=args.max, seconds=args.seconds
+    )
+
+    def out(d: dict[str, Any]) -> None:
+        line = orjson.dumps(d).decode() if args.json else apiclient.delivery_line(d)
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+    def warn(message: str) -> None:
+        sys.stderr.write(f"hookcast: {message} (retrying)\n")
+
+    async def go() -> int:
+        async with _client(args) as client:
+            return await apiclient.tail(client, args.project, options, out, on_error=warn)
+
+    _run(go())
+    return 0
+
+
+def _remote(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--project", required=True, help="the project ID")
+    p.add_argument("--url", help="the gateway (default HOOKCAST_API_URL or http://HOST:PORT)")
+    p.add_argument("--key", help="an API key (default HOOKCAST_API_KEY or the admin key)")
+    p.add_argument("--json", action="store_true", help="JSON output")
+
+
+def _add_remote_commands(sub: Any) -> None:
+    """``send`` and ``tail``: clients of a running gateway's REST API."""
+    p = sub.add_parser("send", help="publish an event through the REST API")
+    _remote(p)
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--endpoint", help="deliver to this endpoint")
+    target.add_argument("--owner", help="fan out to this owner's endpoints")
+    target.add_argument("--broadcast", action="store_true", help="broadcast to the project")
+    p.add_argument("--type", required=True, help="the event type, e.g. invoice.paid")
+    p.add_argument("--data", required=True, help="the payload: JSON, @file.json or - (stdin)")
+    p.add_argument("--idempotency-key", help="publish at most once per key")
+    p.add_argument("--header", action="append", metavar="NAME:VALUE", help="a custom header")
+    p.set_defaults(fn=cmd_send)
+
+    p = sub.add_parser("tail", help="print deliveries as they happen (polls the REST API)")
+    _remote(p)
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between polls")
+    p.add_argument("--backlog", type=int, default=10, help="recent deliveries shown first")
+    p.add_argument("--max", type=int, default=0, metavar="N", help="stop after N lines")
+    p.add_argument("--seconds", type=float, default=0.0, metavar="S", help="stop after S s")
+    p.set_defaults(fn=cmd_tail)
+
+
 def _common(p: argparse.ArgumentParser, *, listen: bool = False) -> None:
     p.add_argument(
         "--database-url", help="sqlite:///path.db (default ./hookcast.db) or postgresql://…"
@@ -206,6 +363,8 @@ def parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(fn=cmd_project_list)
 
+    _add_remote_commands(sub)
+
     apikey = sub.add_parser("apikey", help="manage API keys").add_subparsers(
         dest="action", required=True
     )
@@ -219,6 +378,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _common(p)
     p.set_defaults(fn=cmd_apikey_create)
+    p = apikey.add_parser("list", help="list API keys (never their secrets)")
+    p.add_argument("--project", help="only this project's keys (default: every key)")
+    p.add_argument("--json", action="store_true")
+    _common(p)
+    p.set_defaults(fn=cmd_apikey_list)
+    p = apikey.add_parser("revoke", help="revoke an API key: it stops working within 1 s")
+    p.add_argument("key_id", metavar="KEY_ID")
+    p.add_argument("--json", action="store_true")
+    _common(p)
+    p.set_defaults(fn=cmd_apikey_revoke)
     return root
 
 

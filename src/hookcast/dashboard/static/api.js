@@ -1,0 +1,52 @@
+// The JSON API, called with the key the user signed in with (kept for this tab only).
+const KEY = "hookcast.key";
+
+export const session = {
+  get key() {
+    return sessionStorage.getItem(KEY) || "";
+  },
+  set key(value) {
+    if (value) sessionStorage.setItem(KEY, value);
+    else sessionStorage.removeItem(KEY);
+  },
+};
+
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+// api("GET", "/projects", {query: {perPage: 50}}) -> the envelope's data
+export async function api(method, path, { query, body } = {}) {
+  const url = new URL("/api/v1" + path, location.origin);
+  for (const [name, value] of Object.entries(query || {})) {
+    if (value !== undefined && value !== null && value !== "") url.searchParams.append(name, value);
+  }
+  const headers = { Authorization: `Bearer ${session.key}` };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const res = await fetch(url, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  let doc;
+  try {
+    doc = await res.json();
+  } catch {
+    doc = { status: false, message: `${res.status} ${res.statusText}` };
+  }
+  if (!res.ok || doc.status === false) throw new ApiError(res.status, doc.message || res.statusText);
+  return doc.data;
+}
+
+// the routes of one project: p.get("/endpoints", {perPage: 100})
+export function projectApi(projectId) {
+  const base = `/projects/${encodeURIComponent(projectId)}`;
+  return {
+    get: (path, query) => api("GET", base + path, { query }),
+    post: (path, body, query) => api("POST", base + path, { body, query }),
+    put: (path, body) => api("PUT", base + path, { body }),
+  };
+}

@@ -1,0 +1,182 @@
+// The dashboard's shell: a hash router, the header, sign-in and the projects page.
+import { ApiError, api, projectApi, session } from "./api.js";
+import { broadcastProgress, broadcasts } from "./broadcast.js";
+import { errorBox, h, table, when } from "./dom.js";
+import { delivery, endpoints, event, events } from "./views.js";
+
+const main = document.getElementById("main");
+
+const ROUTES = [
+  [/^\/login$/, login],
+  [/^\/projects$/, projects],
+  [/^\/p\/([^/]+)\/endpoints$/, endpoints],
+  [/^\/p\/([^/]+)\/events$/, events],
+  [/^\/p\/([^/]+)\/events\/([^/]+)$/, event],
+  [/^\/p\/([^/]+)\/deliveries\/([^/]+)$/, delivery],
+  [/^\/p\/([^/]+)\/broadcasts$/, broadcasts],
+  [/^\/p\/([^/]+)\/broadcasts\/([^/]+)$/, broadcastProgress],
+];
+
+let current = null; // the page on screen: left (its timers stopped) when the hash changes
+
+// What a view gets: the URL's parts, render(), and loop()/every() to poll while shown.
+function makePage(params, query) {
+  const wakers = new Set();
+  const page = {
+    params,
+    query,
+    left: false,
+    render(...nodes) {
+      if (!page.left) main.replaceChildren(...nodes);
+    },
+    wake() {
+      // cut the current waits of loop() short
+      for (const done of wakers) done();
+    },
+    // run fn until it returns false or the page is left; fn returns how long to wait (ms)
+    async loop(fn) {
+      while (!page.left) {
+        const wait = await fn();
+        if (wait === false) return;
+        await new Promise((resolve) => {
+          const done = () => {
+            clearTimeout(timer);
+            wakers.delete(done);
+            resolve();
+          };
+          const timer = setTimeout(done, wait);
+          wakers.add(done);
+        });
+      }
+    },
+    every(ms, fn) {
+      return page.loop(async () => ((await fn()) === false ? false : ms));
+    },
+  };
+  return page;
+}
+
+async function route() {
+  if (current) {
+    current.left = true;
+    current.wake();
+  }
+  const [path, search] = (location.hash.slice(1) || "/projects").split("?");
+  if (!session.key && path !== "/login") {
+    location.hash = "#/login";
+    return;
+  }
+  for (const [pattern, view] of ROUTES) {
+    const match = path.match(pattern);
+    if (!match) continue;
+    const page = makePage(match.slice(1).map(decodeURIComponent), new URLSearchParams(search));
+    current = page;
+    header(page.params[0], path);
+    try {
+      await view(page);
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) {
+        session.key = "";
+        location.hash = "#/login?expired=1";
+        return;
+      }
+      page.render(h("h1", {}, "Something went wrong"), errorBox(err));
+    }
+    return;
+  }
+  main.replaceChildren(h("h1", {}, "Not found"), h("a", { href: "#/projects" }, "Projects"));
+}
+
+const projectNames = new Map();
+
+async function projectName(projectId) {
+  if (!projectNames.has(projectId)) {
+    const project = await projectApi(projectId).get("");
+    projectNames.set(projectId, project.name);
+  }
+  return projectNames.get(projectId);
+}
+
+function header(projectId, path) {
+  const signedIn = Boolean(session.key);
+  document.getElementById("signout").hidden = !signedIn;
+  document.getElementById("who").textContent = signedIn ? `key ${session.key.slice(0, 8)}…` : "";
+  const nav = document.getElementById("nav");
+  if (!signedIn) return nav.replaceChildren();
+  const link = (href, text) =>
+    h("a", { href, class: path.startsWith(href.slice(1)) ? "active" : null }, text);
+  const items = [link("#/projects", "Projects")];
+  if (projectId) {
+    const name = h("span", { class: "project-name" }, "");
+    projectName(projectId).then((n) => (name.textContent = n), () => {});
+    const base = `#/p/${encodeURIComponent(projectId)}`;
+    items.push(
+      h("span", { class: "sep" }, "/"),
+      name,
+      link(`${base}/endpoints`, "Endpoints"),
+      link(`${base}/events`, "Events"),
+      link(`${base}/broadcasts`, "Broadcasts"),
+    );
+  }
+  nav.replaceChildren(...items);
+}
+
+async function login(page) {
+  const input = h("input", {
+    id: "key",
+    name: "key",
+    type: "password",
+    autocomplete: "off",
+    placeholder: "paste an API key",
+    required: true,
+  });
+  const message = h("div", {}, page.query.get("expired") ? errorBox(new Error("Please sign in again.")) : null);
+  async function submit(e) {
+    e.preventDefault();
+    session.key = input.value.trim();
+    try {
+      await api("GET", "/projects");
+      location.hash = "#/projects";
+    } catch (err) {
+      session.key = "";
+      message.replaceChildren(errorBox(err));
+    }
+  }
+  page.render(
+    h(
+      "form",
+      { class: "card login", onsubmit: submit },
+      h("h1", {}, "Sign in"),
+      h("p", { class: "muted" }, "The instance admin key or a project API key. It is kept in this browser tab only."),
+      h("label", { for: "key" }, "API key"),
+      input,
+      h("button", { type: "submit", class: "primary" }, "Sign in"),
+      message,
+    ),
+  );
+  input.focus();
+}
+
+async function projects(page) {
+  const list = await api("GET", "/projects");
+  for (const p of list) projectNames.set(p.uid, p.name);
+  const rows = list.map((p) =>
+    h(
+      "tr",
+      {},
+      h("td", {}, h("a", { href: `#/p/${encodeURIComponent(p.uid)}/endpoints` }, p.name)),
+      h("td", { class: "mono" }, p.uid),
+      h("td", {}, p.type),
+      h("td", {}, when(p.created_at)),
+    ),
+  );
+  page.render(h("h1", {}, "Projects"), table(["Name", "ID", "Type", "Created (UTC)"], rows));
+}
+
+document.getElementById("signout").addEventListener("click", () => {
+  session.key = "";
+  projectNames.clear();
+  location.hash = "#/login";
+});
+window.addEventListener("hashchange", route);
+route();

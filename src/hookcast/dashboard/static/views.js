@@ -1,0 +1,331 @@
+// Project pages: endpoints, events (search and filters), an event's deliveries, a delivery's
+// attempts; resend and retry.
+import { projectApi } from "./api.js";
+import { badge, errorBox, h, json, kv, table, when } from "./dom.js";
+
+const TONE = {
+  Success: "good", Failure: "bad", Retry: "warn", Scheduled: "info", Processing: "info",
+  Pending: "info", Discarded: "idle", active: "good", paused: "warn", inactive: "bad",
+  closed: "good", open: "bad", half_open: "warn",
+};
+const DONE = new Set(["Success", "Failure", "Discarded"]);
+const RESENDABLE = new Set(["Failure", "Discarded"]);
+
+const status = (s) => badge(s, TONE[s] || "idle");
+const href = (pid, rest) => `#/p/${encodeURIComponent(pid)}/${rest}`;
+
+// ---- endpoints ------------------------------------------------------------------------
+
+// The endpoint object carries the breaker (its window is kept while it is open or half
+// open); the success rate comes from the project's recent finished deliveries.
+const RECENT = 500;
+
+function tally(deliveries) {
+  const byEndpoint = new Map();
+  for (const d of deliveries) {
+    if (!DONE.has(d.status)) continue;
+    const t = byEndpoint.get(d.endpoint_id) || { ok: 0, total: 0 };
+    t.total += 1;
+    if (d.status === "Success") t.ok += 1;
+    byEndpoint.set(d.endpoint_id, t);
+  }
+  return byEndpoint;
+}
+
+function health(ep, t) {
+  const state = ep.circuit_breaker?.state;
+  if (ep.status !== "active") return badge(ep.status === "paused" ? "paused" : "disabled", "bad");
+  if (state === "open") return badge("down", "bad");
+  if (state === "half_open") return badge("recovering", "warn");
+  if (!t) return badge("idle", "idle");
+  const rate = t.ok / t.total;
+  if (rate >= 0.95) return badge("healthy", "good");
+  return rate >= 0.5 ? badge("degraded", "warn") : badge("failing", "bad");
+}
+
+function breaker(ep) {
+  const cb = ep.circuit_breaker || { state: "closed" };
+  return [
+    status(cb.state),
+    cb.requests ? h("div", { class: "muted small" }, `${cb.failures} of ${cb.requests} failed`) : null,
+  ];
+}
+
+function successRate(t) {
+  if (!t) return h("span", { class: "muted" }, "no recent deliveries");
+  const pct = (100 * t.ok) / t.total;
+  const fill = h("span", { class: pct >= 95 ? "good" : pct >= 50 ? "warn" : "bad" });
+  fill.style.width = `${pct}%`;
+  return h("div", { class: "rate" }, `${pct.toFixed(1)} %`, h("span", { class: "meter" }, fill),
+    h("small", { class: "muted" }, `${t.ok} of ${t.total}`));
+}
+
+export async function endpoints(page) {
+  const [pid] = page.params;
+  const p = projectApi(pid);
+  await page.every(10000, async () => {
+    const [data, recent] = await Promise.all([
+      p.get("/endpoints", { perPage: 100, q: page.query.get("q") }),
+      p.get("/eventdeliveries", { perPage: RECENT }),
+    ]);
+    const tallies = tally(recent.content);
+    const rows = data.content.map((ep) =>
+      h("tr", { "data-endpoint": ep.uid },
+        h("td", {}, h("strong", {}, ep.name), h("div", { class: "muted mono small" }, ep.url)),
+        h("td", {}, ep.owner_id || "—"),
+        h("td", {}, status(ep.status), ep.disabled_reason ? h("div", { class: "muted small" }, ep.disabled_reason) : null),
+        h("td", { class: "health" }, health(ep, tallies.get(ep.uid))),
+        h("td", { class: "breaker" }, breaker(ep)),
+        h("td", { class: "success" }, successRate(tallies.get(ep.uid))),
+        h("td", {}, h("a", { href: href(pid, `events?endpointId=${ep.uid}`) }, "Events")),
+      ));
+    page.render(
+      h("h1", {}, "Endpoints"),
+      h("p", { class: "muted" },
+        `Health from the status, the circuit breaker and the success rate of the last ${RECENT} finished deliveries; refreshed every 10 s.`),
+      table(["Endpoint", "Owner", "Status", "Health", "Breaker", "Success rate", ""], rows, "No endpoints yet."),
+    );
+  });
+}
+
+// ---- events -----------------------------------------------------------------------------
+
+// a datetime-local value -> the API's 2006-01-02T15:04:05 (UTC)
+const apiDate = (v) => (v && v.length === 16 ? `${v}:00` : v || "");
+
+function pager(pagination, query) {
+  const link = (text, changes) => {
+    const q = new URLSearchParams(query);
+    for (const name of ["next_page_cursor", "prev_page_cursor", "direction"]) q.delete(name);
+    for (const [name, value] of Object.entries(changes)) q.set(name, value);
+    return h("a", { class: "button", href: `${location.hash.split("?")[0]}?${q}` }, text);
+  };
+  return h("div", { class: "pager" },
+    pagination.has_prev_page ? link("← Newer", { direction: "prev", prev_page_cursor: pagination.prev_page_cursor }) : null,
+    pagination.has_next_page ? link("Older →", { direction: "next", next_page_cursor: pagination.next_page_cursor }) : null,
+  );
+}
+
+export async function events(page) {
+  const [pid] = page.params;
+  const p = projectApi(pid);
+  const q = page.query;
+  const eps = await p.get("/endpoints", { perPage: 100 });
+  let data = null;
+  let problem = null; // a filter the API refuses is shown under the form
+  try {
+    data = await p.get("/events", {
+      perPage: 25, query: q.get("query"), endpointId: q.get("endpointId"),
+      startDate: q.get("startDate"), endDate: q.get("endDate"), direction: q.get("direction"),
+      next_page_cursor: q.get("next_page_cursor"), prev_page_cursor: q.get("prev_page_cursor"),
+    });
+  } catch (err) {
+    if (err.status !== 400) throw err;
+    problem = errorBox(err);
+  }
+  const field = (label, control) => h("label", {}, h("span", {}, label), control);
+  const search = h("input", { name: "query", type: "search", value: q.get("query"), placeholder: "exact event type, event ID or idempotency key" });
+  const endpoint = h("select", { name: "endpointId" }, h("option", { value: "" }, "all endpoints"),
+    eps.content.map((ep) => h("option", { value: ep.uid, selected: ep.uid === q.get("endpointId") }, ep.name)));
+  const start = h("input", { name: "startDate", type: "datetime-local", step: 1, value: q.get("startDate") });
+  const end = h("input", { name: "endDate", type: "datetime-local", step: 1, value: q.get("endDate") });
+  const filters = h("form", {
+    class: "filters",
+    onsubmit(e) {
+      e.preventDefault();
+      const next = new URLSearchParams();
+      for (const [name, value] of [["query", search.value.trim()], ["endpointId", endpoint.value],
+        ["startDate", apiDate(start.value)], ["endDate", apiDate(end.value)]]) {
+        if (value) next.set(name, value);
+      }
+      location.hash = `${href(pid, "events")}?${next}`;
+    },
+  },
+  field("Search", search), field("Endpoint", endpoint), field("From (UTC)", start), field("To (UTC)", end),
+  h("button", { type: "submit", class: "primary" }, "Filter"),
+  h("a", { class: "button", href: href(pid, "events") }, "Clear"));
+
+  const rows = (data?.content || []).map((ev) =>
+    h("tr", { "data-event": ev.uid },
+      h("td", {}, h("a", { href: href(pid, `events/${ev.uid}`) }, ev.event_type)),
+      h("td", { class: "mono small" }, ev.uid),
+      h("td", {}, ev.kind === "broadcast"
+        ? h("a", { href: href(pid, `broadcasts/${ev.uid}`) }, badge("broadcast", "info"))
+        : ev.kind),
+      h("td", {}, status(ev.status)),
+      h("td", {}, when(ev.created_at)),
+    ));
+  page.render(
+    h("h1", {}, "Events"),
+    filters,
+    problem || table(["Event type", "ID", "Kind", "Status", "Created (UTC)"], rows, "No events match."),
+    data ? pager(data.pagination, q) : null,
+  );
+}
+
+// ---- one event and its deliveries ---------------------------------------------------------
+
+// poll quickly while a delivery is in flight, slowly otherwise; actions wake the page up
+const pace = (busy) => (busy ? 1000 : 10000);
+
+function resendButton(p, d, page) {
+  if (!RESENDABLE.has(d.status)) return null;
+  return h("button", {
+    class: "resend",
+    async onclick(e) {
+      e.target.disabled = true;
+      try {
+        await p.put(`/eventdeliveries/${d.uid}/resend`);
+      } catch (err) {
+        alert(err.message);
+      }
+      page.wake();
+    },
+  }, "Resend");
+}
+
+function deliveryRow(pid, p, d, names, page) {
+  return h("tr", { "data-delivery": d.uid },
+    h("td", {}, h("a", { href: href(pid, `deliveries/${d.uid}`), class: "mono small" }, d.uid)),
+    h("td", {}, names.get(d.endpoint_id) || d.endpoint_id),
+    h("td", { class: "status" }, status(d.status), d.held ? badge("held", "warn") : null),
+    h("td", {}, d.metadata.num_trials),
+    h("td", {}, d.latency_seconds ? `${(d.latency_seconds * 1000).toFixed(1)} ms` : "—"),
+    h("td", {}, when(d.updated_at)),
+    h("td", {}, resendButton(p, d, page)),
+  );
+}
+
+async function endpointNames(p) {
+  const eps = await p.get("/endpoints", { perPage: 100 });
+  return new Map(eps.content.map((ep) => [ep.uid, ep.name]));
+}
+
+export async function event(page) {
+  const [pid, eid] = page.params;
+  const p = projectApi(pid);
+  const [ev, names] = await Promise.all([p.get(`/events/${eid}`), endpointNames(p)]);
+  const jobBox = h("div", { class: "job" });
+
+  async function retryFailed(e) {
+    e.target.disabled = true;
+    try {
+      const job = await p.post("/eventdeliveries/batchretry", undefined, { status: "Failure", eventId: eid });
+      await page.every(500, async () => {
+        const j = await p.get(`/batch-jobs/${job.uid}`);
+        jobBox.replaceChildren(`Batch retry ${j.status}: ${j.processed} of ${j.total} processed, ${j.requeued} requeued.`);
+        return j.status === "queued" || j.status === "running";
+      });
+    } catch (err) {
+      jobBox.replaceChildren(errorBox(err));
+    }
+    page.wake();
+  }
+
+  await page.loop(async () => {
+    const data = await p.get("/eventdeliveries", { eventId: eid, perPage: 100 });
+    const list = data.content;
+    const failed = list.some((d) => d.status === "Failure");
+    page.render(
+      h("h1", {}, ev.event_type, " ", status(ev.status)),
+      kv([
+        ["Event ID", h("span", { class: "mono" }, ev.uid)],
+        ["Kind", ev.kind === "broadcast"
+          ? h("a", { href: href(pid, `broadcasts/${eid}`) }, "broadcast: live progress →") : ev.kind],
+        ["Created (UTC)", when(ev.created_at)],
+        ["Idempotency key", ev.idempotency_key || "—"],
+      ]),
+      h("h2", {}, "Payload"),
+      json(ev.data),
+      h("div", { class: "section-head" },
+        h("h2", {}, `Deliveries (${list.length}${data.pagination.has_next_page ? "+" : ""})`),
+        failed ? h("button", { class: "retry", onclick: retryFailed }, "Retry failed deliveries") : null),
+      jobBox,
+      table(["Delivery", "Endpoint", "Status", "Attempts", "Latency", "Updated (UTC)", ""],
+        list.map((d) => deliveryRow(pid, p, d, names, page)), "No deliveries."),
+    );
+    return pace(list.some((d) => !DONE.has(d.status)));
+  });
+}
+
+// ---- one delivery and its attempts ----------------------------------------------------------
+
+function headerTable(headers) {
+  const entries = Object.entries(headers || {});
+  if (!entries.length) return h("p", { class: "muted" }, "none");
+  return h("table", { class: "headers" }, h("tbody", {}, entries.map(([name, value]) =>
+    h("tr", {}, h("th", {}, name), h("td", { class: "mono" }, Array.isArray(value) ? value.join(", ") : value)))));
+}
+
+function pretty(text) {
+  try {
+    return JSON.stringify(JSON.parse(text), null, 2);
+  } catch {
+    return text;
+  }
+}
+
+function attemptDetail(a) {
+  return h("section", { class: "attempt", id: "attempt-detail" },
+    h("h2", {}, "Attempt ", h("span", { class: "mono" }, a.uid)),
+    kv([
+      ["Result", a.status ? badge("succeeded", "good") : badge("failed", "bad")],
+      ["Request", h("span", { class: "mono" }, `${a.method} ${a.url}`)],
+      ["IP address", a.ip_address || "—"],
+      ["Requested (UTC)", when(a.requested_at)],
+      ["Responded (UTC)", when(a.responded_at)],
+      ["HTTP status", a.http_status || "—"],
+      ["Error", a.error ? h("span", { class: "error-text" }, a.error) : "—"],
+    ]),
+    h("div", { class: "columns" },
+      h("div", {}, h("h3", {}, "Request headers"), headerTable(a.request_http_header)),
+      h("div", {}, h("h3", {}, "Response headers"), headerTable(a.response_http_header))),
+    h("h3", {}, "Response body"),
+    h("pre", { class: "code response-body" }, a.response_data ? pretty(a.response_data) : "(empty)"),
+  );
+}
+
+export async function delivery(page) {
+  const [pid, did] = page.params;
+  const p = projectApi(pid);
+  const names = await endpointNames(p);
+  let selected = null; // the attempt whose request and response are shown
+
+  await page.loop(async () => {
+    const [d, attempts] = await Promise.all([
+      p.get(`/eventdeliveries/${did}`),
+      p.get(`/eventdeliveries/${did}/deliveryattempts`),
+    ]);
+    const draw = () => {
+      const rows = attempts.map((a, i) =>
+        h("tr", {
+          class: a.uid === selected ? "clickable selected" : "clickable",
+          "data-attempt": a.uid,
+          onclick() { selected = a.uid; draw(); },
+        },
+        h("td", {}, i + 1),
+        h("td", {}, when(a.requested_at)),
+        h("td", {}, badge(a.http_status || (a.status ? "ok" : "no response"), a.status ? "good" : "bad")),
+        h("td", { class: "small" }, a.error || "—"),
+        h("td", {}, h("button", { class: "link" }, "View"))));
+      const shown = attempts.find((a) => a.uid === selected);
+      page.render(
+        h("h1", {}, "Delivery ", h("span", { class: "mono" }, d.uid)),
+        h("div", { class: "actions" }, h("span", { class: "status" }, status(d.status)), resendButton(p, d, page)),
+        kv([
+          ["Event", h("a", { href: href(pid, `events/${d.event_id}`) }, `${d.event_type} (${d.event_id})`)],
+          ["Endpoint", names.get(d.endpoint_id) || d.endpoint_id],
+          ["Attempts", `${d.metadata.num_trials} of ${d.metadata.retry_limit}`],
+          ["Next send (UTC)", DONE.has(d.status) ? "—" : when(d.metadata.next_send_time)],
+          ["Latency", d.latency_seconds ? `${(d.latency_seconds * 1000).toFixed(1)} ms` : "—"],
+          ["Description", d.description || "—"],
+        ]),
+        h("h2", {}, "Attempts"),
+        table(["#", "Requested (UTC)", "Response", "Error", ""], rows, "No attempts yet."),
+        shown ? attemptDetail(shown) : null,
+      );
+    };
+    draw();
+    return pace(!DONE.has(d.status));
+  });
+}
