@@ -1,4 +1,4 @@
-"""``python -m bench [--quick] [--only e2e] [--runs N]``, from the repository root."""
+"""``python -m bench [--quick] [--only e2e,broadcast] [--runs N]``, from the repository root."""
 
 from __future__ import annotations
 
@@ -10,18 +10,34 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from bench import e2e, harness, procs, source
+from bench import (
+    baseline,
+    broadcast,
+    e2e,
+    harness,
+    ingest,
+    noisy,
+    postgres,
+    procs,
+    source,
+    summary,
+)
 
-# one module per scenario; later issues add theirs here
-SCENARIOS: dict[str, ModuleType] = {e2e.NAME: e2e}
+# one module per scenario, run in this order (cases interleave run by run)
+SCENARIOS: dict[str, ModuleType] = {
+    m.NAME: m for m in (ingest, e2e, broadcast, noisy, postgres, baseline)
+}
 
 REPO = procs.REPO
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description="hookcast's benchmarks.")
+    p.add_argument("--quick", action="store_true", help="small counts, one run (about a minute)")
     p.add_argument(
-        "--quick", action="store_true", help="small counts, one run (well under a minute)"
+        "--smoke",
+        action="store_true",
+        help="tiny counts, one run: only checks that the harness works (the test suite's)",
     )
     p.add_argument("--only", help=f"comma-separated scenarios (of: {', '.join(SCENARIOS)})")
     p.add_argument("--runs", type=int, help="runs per case (default 3, or 1 with --quick)")
@@ -30,8 +46,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out",
         type=Path,
-        default=REPO / "bench" / "results.json",
-        help="results file (bench/results.json)",
+        help="results file (bench/results.json; bench/out/smoke.json with --smoke)",
     )
     p.add_argument(
         "--docs",
@@ -66,12 +81,16 @@ def main(argv: list[str] | None = None) -> int:
             f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(SCENARIOS)}\n"
         )
         return 2
+    args.quick = args.quick or args.smoke
+    if args.out is None:
+        args.out = REPO / "bench" / ("out/smoke.json" if args.smoke else "results.json")
     runs = args.runs if args.runs is not None else (1 if args.quick else 3)
     if runs < 1 or (args.events is not None and args.events < 1):
         sys.stderr.write("--runs and --events must be positive\n")
         return 2
     options = harness.Options(
         quick=args.quick,
+        smoke=args.smoke,
         runs=runs,
         events=args.events,
         concurrency=args.concurrency,
@@ -95,22 +114,24 @@ def main(argv: list[str] | None = None) -> int:
         "git": revision,
         "tree_changed_during_run": source.digest() != frozen_digest,
     }
-    doc = harness.results_document(results, options, source_info)
-    command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])
+    doc = harness.merge_results(args.out, harness.results_document(results, options, source_info))
+    summary.derive(doc)
+    command = ("python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])).strip()
     docs = (
         None
         if args.no_docs
         else (args.docs or (None if args.quick else REPO / "docs" / "benchmarks.md"))
     )
     if docs is not None:
+        harness.update_docs(docs, "summary", summary.markdown(doc, command))
         for res in results:
-            harness.update_docs(
-                docs, res.module.NAME, harness.markdown_block([res], doc, command.strip())
-            )
+            harness.update_docs(docs, res.module.NAME, harness.markdown_block([res], doc, command))
     harness.write_results(args.out, doc)
     failures = [f for res in results for f in res.failures()]
-    for res in results:
-        print(harness.markdown_block([res], doc, command.strip()))
+    if not args.quiet:
+        for res in results:
+            print(harness.markdown_block([res], doc, command))
+    print(summary.markdown(doc, command))
     harness.log(f"results: {args.out}" + (f", tables: {docs}" if docs else ""))
     if failures:
         harness.log("FAILED checks: " + ", ".join(failures))

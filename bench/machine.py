@@ -13,7 +13,23 @@ from typing import Any
 
 import psutil
 
-LIBRARIES = ("hookcast", "aiohttp", "uvloop", "orjson", "pydantic", "SQLAlchemy", "psutil")
+LIBRARIES = (
+    "hookcast",
+    "aiohttp",
+    "uvloop",
+    "orjson",
+    "pydantic",
+    "SQLAlchemy",
+    "asyncpg",
+    "psycopg",
+    "psutil",
+    # the baselines (the `bench` extra)
+    "celery",
+    "kombu",
+    "redis",
+    "requests",
+    "dramatiq",
+)
 
 
 def _cpu_model() -> str:
@@ -71,7 +87,45 @@ def wait_idle(timeout_s: float, threshold_cores: float = 0.15) -> float:
     return busy
 
 
+def _postgres_version() -> str | None:
+    try:
+        import psycopg
+
+        with psycopg.connect(pg_admin_url(), connect_timeout=3) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+            return f"PostgreSQL {row[0].split()[0]}" if row else None
+    except Exception:
+        return None
+
+
+def _redis_version() -> str | None:
+    try:
+        import redis
+
+        info = redis.Redis.from_url(redis_url(0), socket_timeout=3).info("server")
+        return f"Redis {info['redis_version']}"
+    except Exception:
+        return None
+
+
+def pg_admin_url() -> str:
+    """Where the PostgreSQL scenario creates its throwaway databases (``BENCH_PG_ADMIN_URL``)."""
+    return os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def redis_url(db: int) -> str:
+    """Redis for the baselines (``BENCH_REDIS_URL``, without a db number), database ``db``."""
+    base = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/")
+    return f"{base}/{db}"
+
+
 def describe() -> dict[str, Any]:
+    services = {}
+    for probe in (_postgres_version, _redis_version):
+        found = probe()
+        if found:
+            name, version = found.split(" ", 1)
+            services[name] = version
     return {
         "cpu_count": os.cpu_count(),
         "cpu_model": _cpu_model(),
@@ -82,4 +136,5 @@ def describe() -> dict[str, Any]:
         "sqlite": sqlite3.sqlite_version,
         "workdir_fs": _fs_of(os.path.realpath(tempfile.gettempdir())),
         "libraries": {name: _version(name) for name in LIBRARIES},
+        "services": services,
     }

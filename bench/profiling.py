@@ -37,6 +37,7 @@ class Profiler:
                 "raw",
                 "--function",
                 "--nonblocking",
+                "--subprocesses",  # the delivery worker processes of `serve --workers N`
                 "--output",
                 str(out),
             ],
@@ -53,9 +54,12 @@ class Profiler:
 
 
 def summarize(raw: str, top: int = 15) -> str:
-    """Top frames of py-spy's collapsed stacks: by self time and by inclusive time."""
+    """Top frames of py-spy's collapsed stacks: by self time and by inclusive time, and
+    the share of each process (API process, delivery workers) when there are several."""
     own: Counter[str] = Counter()
     incl: Counter[str] = Counter()
+    by_process: Counter[str] = Counter()
+    own_by_process: dict[str, Counter[str]] = {}
     total = 0
     for line in raw.splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -64,16 +68,44 @@ def summarize(raw: str, top: int = 15) -> str:
         count = int(count_text)
         total += count
         frames = [_short(f) for f in stack.split(";")]
+        # with --subprocesses each stack starts with its process and those of its parents
+        process = ""
+        while frames and frames[0].startswith("process "):
+            process, frames = frames[0], frames[1:]
+        frames = frames or ["(no Python frame)"]
+        if process:
+            name = _process(process)
+            by_process[name] += count
+            own_by_process.setdefault(name, Counter())[frames[-1]] += count
         own[frames[-1]] += count
         for frame in set(frames):
             incl[frame] += count
     if not total:
         return "no samples"
-    out = [f"{total} samples (busy threads only)", "", "self %  frame"]
+    out = [f"{total} samples (busy threads only)", ""]
+    if len(by_process) > 1:
+        out += ["samples %  process"]
+        out += [f"{100 * c / total:9.1f}  {p}" for p, c in by_process.most_common()]
+        for name, _ in by_process.most_common():
+            mine = own_by_process[name]
+            out += ["", f"self % of all samples, in {name}"]
+            out += [f"{100 * c / total:5.1f}  {f}" for f, c in mine.most_common(top // 2)]
+        out += ["", "all processes:"]
+    out += ["self %  frame"]
     out += [f"{100 * c / total:5.1f}  {f}" for f, c in own.most_common(top)]
     out += ["", "total %  frame (inclusive)"]
     out += [f"{100 * c / total:6.1f}  {f}" for f, c in incl.most_common(top + 10)]
     return "\n".join(out)
+
+
+def _process(frame: str) -> str:
+    """``process 123:"python -m hookcast worker"`` → ``hookcast worker``."""
+    _, _, cmd = frame.partition(":")
+    cmd = cmd.strip().strip('"')
+    if "-m hookcast" in cmd:
+        words = cmd.split("-m hookcast", 1)[1].split()
+        return "hookcast " + (words[0] if words else "")
+    return cmd[:60]
 
 
 def _short(frame: str) -> str:

@@ -13,9 +13,17 @@ a full header parse:
   signature, checked with :mod:`hmac` against the endpoint's secret (the key is the
   base64 after ``whsec_``), which proves the deliveries really are signed.
 
+Two path prefixes behave differently, for the noisy-neighbour scenario:
+
+* ``/hang/…``: the request is counted (``hung``) and never answered; the connection stays
+  open until the sender gives up (its timeout) or the receiver stops;
+* ``/other/…``: answered ``200`` at once and counted apart (``other``), not as a delivery,
+  so a run can measure the same set of endpoints with and without hanging neighbours.
+
 Control routes, all under ``/__bench/`` (never a delivery path):
 
 * ``POST /__bench/secrets`` ``{"/hook/0": "whsec_…", …}``: the secret of each endpoint path;
+  the path ``"*"`` sets the secret of every path without its own (broadcast's 100,000);
 * ``GET /__bench/stats``: counters (cheap, polled by the harness);
 * ``GET /__bench/results``: counters plus every latency in ms (once, at the end of a run);
 * ``POST /__bench/reset``: forget every delivery seen (after a warm-up).
@@ -38,6 +46,8 @@ _OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\n
 _OK_CLOSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
 _BAD = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 _CONTROL = b"/__bench/"
+_HANG = b" /hang/"
+_OTHER = b" /other/"
 _MAX_HEAD = 64 * 1024
 
 
@@ -66,6 +76,8 @@ class Recorder:
         self.verified = 0
         self.bad_signatures = 0
         self.unverifiable = 0
+        self.hung = 0
+        self.other = 0
         self.first_arrival = 0.0
         self.last_arrival = 0.0
         self.seen: set[bytes] = set()
@@ -94,7 +106,7 @@ class Recorder:
 
     def _verify(self, head: bytes, lower: bytes, body: bytes, delivery_id: bytes) -> None:
         path = head[head.find(b" ") + 1 : head.find(b" HTTP/")]
-        key = self.keys.get(path)
+        key = self.keys.get(path) or self.keys.get(b"*")
         ts = _header(head, lower, b"\r\nwebhook-timestamp:")
         sig = _header(head, lower, b"\r\nwebhook-signature:")
         if key is None or ts is None or sig is None or not delivery_id:
@@ -118,6 +130,8 @@ class Recorder:
             "verified": self.verified,
             "bad_signatures": self.bad_signatures,
             "unverifiable": self.unverifiable,
+            "hung": self.hung,
+            "other": self.other,
             "first_arrival": self.first_arrival,
             "last_arrival": self.last_arrival,
         }
@@ -155,17 +169,20 @@ def _key(secret: str) -> bytes:
 
 
 class ReceiverProtocol(asyncio.Protocol):
-    __slots__ = ("buf", "recorder", "transport")
+    __slots__ = ("buf", "hanging", "recorder", "transport")
 
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
         self.buf = b""
+        self.hanging = False
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        if self.hanging:
+            return
         buf = self.buf + data if self.buf else data
         transport = self.transport
         assert transport is not None
@@ -189,6 +206,18 @@ class ReceiverProtocol(asyncio.Protocol):
             buf = buf[end:]
             if head.find(_CONTROL, 0, 64) >= 0:
                 out.append(self.recorder.control(head, body))
+                continue
+            if head.find(_HANG, 0, 16) >= 0:
+                # never answered: hold the connection (and ignore anything after it on it)
+                self.recorder.hung += 1
+                self.buf = b""
+                if out:
+                    transport.write(b"".join(out))
+                self.hanging = True
+                return
+            if head.find(_OTHER, 0, 16) >= 0:
+                self.recorder.other += 1
+                out.append(_OK)
                 continue
             self.recorder.on_delivery(head, lower, body)
             if b"\r\nconnection: close" in lower:
