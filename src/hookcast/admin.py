@@ -51,6 +51,38 @@ async def create_api_key(
     return key, generated.token
 
 
+def key_state(key: ApiKey, now_us: int) -> str:
+    """``active``, ``revoked`` or ``expired``."""
+    if key.revoked_at_us is not None:
+        return "revoked"
+    if key.expires_at_us is not None and key.expires_at_us <= now_us:
+        return "expired"
+    return "active"
+
+
+async def list_api_keys(store: Store, project_id: str | None) -> list[ApiKey]:
+    """The keys of a project (every key, instance admin keys too, when None). The rows
+    hold no secret: only a hash of each key is stored, and it is not returned."""
+    if project_id is not None and await store.get_project(project_id) is None:
+        raise NotFoundError(f"project {project_id} not found")
+    return await store.list_api_keys(project_id)
+
+
+async def revoke_api_key(
+    store: Store,
+    key_id: str,
+    *,
+    project_id: str | None = None,
+    clock: Callable[[], int] = _now_us,
+) -> ApiKey:
+    """Revoke a key (only one of *project_id* when given). API processes stop accepting
+    it within their one-second key cache. Revoking twice is harmless."""
+    key = await store.revoke_api_key(key_id, project_id, clock())
+    if key is None:
+        raise NotFoundError(f"API key {key_id} not found")
+    return key
+
+
 def build_config(
     overrides: dict[str, Any] | None, base: ProjectConfig | None = None
 ) -> ProjectConfig:

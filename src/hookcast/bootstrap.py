@@ -18,14 +18,15 @@ from hookcast.api.auth import Authenticator
 from hookcast.api.context import ApiContext
 from hookcast.api.ingest import IngestQueue
 from hookcast.delivery.batches import BatchRunner
-from hookcast.delivery.fanout import FanoutOptions, FanoutRunner
+from hookcast.delivery.fanout import BroadcastWatcher, FanoutOptions, FanoutRunner
+from hookcast.delivery.meta import MetaEvents, MetaOptions
 from hookcast.delivery.prober import Prober
 from hookcast.delivery.retention import RetentionRunner
 from hookcast.delivery.sender import Sender
 from hookcast.delivery.waker import Waker
 from hookcast.delivery.worker import Worker, WorkerOptions
-from hookcast.domain.errors import StoreError
 from hookcast.domain.ports import Store
+from hookcast.metrics import Metrics, start_listener
 from hookcast.settings import Settings
 from hookcast.store import migrate
 from hookcast.store.sqlite import SQLiteStore
@@ -36,10 +37,9 @@ log = logging.getLogger("hookcast")
 
 def build_store(settings: Settings) -> Store:
     if is_postgres(settings.database_url):
-        raise StoreError(
-            "PostgreSQL support is not built yet; use the embedded store "
-            "(HOOKCAST_DATABASE_URL=sqlite:///hookcast.db)"
-        )
+        from hookcast.store.postgres import PostgresStore
+
+        return PostgresStore(settings.database_url)
     return SQLiteStore(settings.database_url, synchronous=settings.sqlite_synchronous)
 
 
@@ -74,6 +74,10 @@ class Running:
     sender: Sender | None
     fanout: FanoutRunner | None = None
     background: list[tuple[Stoppable, asyncio.Task[None]]] = field(default_factory=list)
+    metrics: Metrics = field(default_factory=Metrics)
+    meta: MetaEvents | None = None
+    #: the /metrics listener of a process without the API (HOOKCAST_METRICS_PORT)
+    metrics_runner: web.AppRunner | None = None
 
 
 async def start(settings: Settings, *, api: bool = True, worker: bool = True) -> Running:
@@ -93,6 +97,7 @@ async def start(settings: Settings, *, api: bool = True, worker: bool = True) ->
         fanout_waker.notify()
 
     running = Running(store, None, None, None, None, None)
+    metrics = running.metrics
     if worker:
         sender = Sender(
             read_bytes=settings.response_read_bytes,
@@ -102,8 +107,18 @@ async def start(settings: Settings, *, api: bool = True, worker: bool = True) ->
         )
         await sender.start()
         running.sender = sender
-        running.worker = Worker(store, sender, waker, worker_options(settings))
+        meta = running.meta = MetaEvents(
+            sender,
+            metrics,
+            MetaOptions(
+                attempts=settings.meta_event_attempts, backoff_s=settings.meta_event_backoff_s
+            ),
+        )
+        running.worker = Worker(
+            store, sender, waker, worker_options(settings), metrics=metrics, meta=meta
+        )
         running.worker_task = asyncio.create_task(running.worker.run())
+        watcher = BroadcastWatcher(store, settings.poll_interval_s, metrics=metrics, meta=meta)
         running.fanout = FanoutRunner(
             store,
             fanout_waker,
@@ -113,26 +128,37 @@ async def start(settings: Settings, *, api: bool = True, worker: bool = True) ->
                 lease_s=settings.lease_margin_s,
                 poll_interval_s=settings.poll_interval_s,
             ),
+            metrics=metrics,
+            on_done=watcher.watch,
         )
         batches = BatchRunner(store, fanout_waker, waker, settings.poll_interval_s)
-        prober = Prober(store, sender, waker, settings.poll_interval_s)
+        prober = Prober(store, sender, waker, settings.poll_interval_s, metrics=metrics, meta=meta)
         retention = RetentionRunner(store, settings.retention_interval_s)
-        for runner in (running.fanout, batches, prober, retention):
+        for runner in (running.fanout, watcher, batches, prober, retention):
             running.background.append((runner, asyncio.create_task(runner.run())))
+        if not api and settings.metrics_enabled and settings.metrics_port:
+            running.metrics_runner = await start_listener(
+                metrics, store, settings.host, settings.metrics_port
+            )
     if api:
         running.ingest = IngestQueue(
             store,
             max_batch=settings.ingest_batch_max,
             wait_ms=settings.ingest_batch_wait_ms,
             on_commit=wake_all,
+            metrics=metrics,
         )
         context = ApiContext(
             store=store,
-            auth=Authenticator(store, settings.admin_api_key),
+            auth=Authenticator(store, settings.admin_api_key, rate_limit=settings.api_rate_limit),
             ingest=running.ingest,
             readiness=lambda: _readiness(settings, store),
         )
-        app = create_app(context, max_body_bytes=settings.max_body_bytes)
+        app = create_app(
+            context,
+            max_body_bytes=settings.max_body_bytes,
+            metrics=metrics if settings.metrics_enabled else None,
+        )
         running.runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await running.runner.setup()
         site = web.TCPSite(running.runner, settings.host, settings.port, backlog=1024)
@@ -167,6 +193,10 @@ async def stop(running: Running) -> None:
     if running.worker is not None and running.worker_task is not None:
         running.worker.request_stop()
         await running.worker_task
+    if running.meta is not None:
+        await running.meta.close(5.0)
+    if running.metrics_runner is not None:
+        await running.metrics_runner.cleanup()
     if running.sender is not None:
         await running.sender.close()
     await running.store.close()
@@ -183,7 +213,7 @@ async def serve(
     stopping = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
-    children = [await _spawn_worker(settings) for _ in range(worker_processes)]
+    children = [await _spawn_worker(settings, i) for i in range(worker_processes)]
     running = await start(settings, api=api, worker=worker and not children)
     try:
         await stopping.wait()
@@ -193,8 +223,10 @@ async def serve(
         await _stop_children(children, settings.shutdown_grace_s + 5)
 
 
-async def _spawn_worker(settings: Settings) -> asyncio.subprocess.Process:
+async def _spawn_worker(settings: Settings, index: int) -> asyncio.subprocess.Process:
     env = {**os.environ, "HOOKCAST_DATABASE_URL": settings.database_url}
+    if settings.metrics_port:  # each child serves its own registry on a port of its own
+        env["HOOKCAST_METRICS_PORT"] = str(settings.metrics_port + index)
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "hookcast", "worker", env=env)
     log.info("worker.spawned", extra={"pid": proc.pid})
     return proc

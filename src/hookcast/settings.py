@@ -31,6 +31,9 @@ class Settings(BaseSettings):
 
     #: request bodies above this many bytes get 413
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    #: API requests per second per key (bursts of twice that), then 429; 0 = no limit.
+    #: Each API process keeps its own buckets, so N processes allow up to N times this.
+    api_rate_limit: int = Field(default=10_000, ge=0)
 
     # group commit of ingest: a batch closes at this many events or after this wait
     ingest_batch_max: int = Field(default=500, ge=1)
@@ -56,6 +59,20 @@ class Settings(BaseSettings):
 
     #: SQLite durability: FULL syncs every group commit (cheap when batched)
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+
+    #: serve Prometheus metrics at GET /metrics on the API port
+    metrics_enabled: bool = True
+    #: processes without the API (``hookcast worker``) serve /metrics on this port (0 = off);
+    #: ``serve --workers N`` gives its worker children this port + 0 … N-1
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+
+    # meta events (operator webhooks): attempts per event, and the first retry's delay
+    meta_event_attempts: int = Field(default=3, ge=1, le=10)
+    meta_event_backoff_s: float = Field(default=1.0, ge=0)
+
+    #: what ``hookcast send`` and ``hookcast tail`` talk to, and the key they send
+    api_url: str = ""
+    api_key: str = ""
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"

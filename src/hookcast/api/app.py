@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import web
 
+from hookcast import dashboard
+from hookcast.api.auth import RateLimitedError
 from hookcast.api.context import CTX, ApiContext, Route
 from hookcast.api.envelope import JSON, error, ok
 from hookcast.api.openapi import build_openapi
@@ -23,6 +25,7 @@ from hookcast.api.routes import (
 )
 from hookcast.domain.errors import HookcastError
 from hookcast.domain.ids import new_id
+from hookcast.metrics import Metrics, in_flight_middleware, metrics_handler
 
 log = logging.getLogger("hookcast.api")
 MAX_BODY = web.AppKey("max_body", int)
@@ -75,6 +78,39 @@ async def envelope(request: web.Request, handler: _Handler) -> web.StreamRespons
     return response
 
 
+#: hostile-input limits on the request head: the guard answers JSON 431 above these; the
+#: HTTP parser itself refuses (plain 400) past twice as much, before any of our code runs
+MAX_HEADERS = 100
+MAX_HEADER_BYTES = 8192
+
+
+def _header_problem(request: web.Request) -> str | None:
+    raw = request.raw_headers
+    if len(raw) > MAX_HEADERS:
+        return f"too many request headers: the limit is {MAX_HEADERS}"
+    for name, value in raw:
+        if len(name) + len(value) > MAX_HEADER_BYTES:
+            shown = name[:64].decode("latin-1")
+            return f"request header {shown!r} is too large: the limit is {MAX_HEADER_BYTES} bytes"
+    return None
+
+
+@web.middleware
+async def guard(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    """Header limits, then the per-key rate limit (429 with Retry-After)."""
+    problem = _header_problem(request)
+    if problem is not None:
+        return error(problem, 431)
+    if "%00" in request.raw_path:  # PostgreSQL text cannot hold NUL: refuse it up front
+        return error("the URL must not contain NUL characters (%00)", 400)
+    if request.path.startswith("/api/"):
+        try:
+            await request.app[CTX].auth.throttle(request)
+        except RateLimitedError as exc:
+            return error(exc.message, 429, headers={"Retry-After": str(exc.retry_after_s)})
+    return await handler(request)
+
+
 def _http_message(request: web.Request, exc: web.HTTPException) -> str:
     if exc.status == 404:
         return "Resource not found" if request.match_info.route.resource else "route not found"
@@ -112,13 +148,25 @@ def _register(app: web.Application, route: Route) -> None:
     app.router.add_route(route.method, route.path + "{_slash:/?}", route.handler)
 
 
-def create_app(context: ApiContext, *, max_body_bytes: int) -> web.Application:
-    app = web.Application(middlewares=[envelope], client_max_size=max_body_bytes)
+def create_app(
+    context: ApiContext, *, max_body_bytes: int, metrics: Metrics | None = None
+) -> web.Application:
+    middlewares = [envelope] if metrics is None else [in_flight_middleware(metrics), envelope]
+    middlewares.append(guard)  # inside the envelope: X-Request-ID on its answers too
+    app = web.Application(
+        middlewares=middlewares,
+        client_max_size=max_body_bytes,
+        # the parser's own limits, a backstop behind the guard's JSON 431
+        handler_args={"max_headers": 2 * MAX_HEADERS, "max_field_size": 2 * MAX_HEADER_BYTES},
+    )
     app[CTX] = context
     app[MAX_BODY] = max_body_bytes
     for route in ALL_ROUTES:
         _register(app, route)
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
+    if metrics is not None:  # Prometheus text format; unauthenticated, like /health
+        app.router.add_get("/metrics", metrics_handler(metrics, context.store))
     app.router.add_get("/openapi.json", _openapi_handler(orjson.dumps(build_openapi(ALL_ROUTES))))
+    dashboard.setup(app)  # the web UI at /dashboard/ (and / redirects there)
     return app

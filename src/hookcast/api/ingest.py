@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 
 from hookcast.domain.ports import IngestResult, NewEvent, Store
+from hookcast.metrics import Metrics
 
 log = logging.getLogger("hookcast.ingest")
 
@@ -23,8 +24,10 @@ class IngestQueue:
         max_batch: int,
         wait_ms: float,
         on_commit: Callable[[], None],
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
+        self._metrics = metrics
         self._max = max_batch
         self._wait_s = wait_ms / 1000
         self._on_commit = on_commit
@@ -67,6 +70,8 @@ class IngestQueue:
             if not fut.done():
                 fut.set_result(result)
         self._on_commit()
+        if self._metrics is not None:
+            _count(self._metrics, batch, results)
 
     def notify(self) -> None:
         """Wake the workers after a write outside of a publish (e.g. a resend)."""
@@ -75,3 +80,14 @@ class IngestQueue:
     async def close(self) -> None:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
+
+
+def _count(
+    metrics: Metrics,
+    batch: list[tuple[NewEvent, asyncio.Future[IngestResult]]],
+    results: list[IngestResult],
+) -> None:
+    metrics.ingest_batch_size.observe(len(batch))
+    for (ev, _), result in zip(batch, results, strict=True):
+        if result.error is None and not result.is_duplicate:
+            metrics.ingested(ev.project_id, ev.kind)

@@ -13,6 +13,8 @@ from hookcast.domain.errors import ValidationError
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_TIMEOUT_S = 300
+#: the largest value the stores' integer columns hold (PostgreSQL's ``integer``)
+MAX_INT32 = 2**31 - 1
 
 
 class _Body(BaseModel):
@@ -49,8 +51,8 @@ class EndpointBody(_Body):
     teams_webhook_url: str | None = Field(default=None, max_length=2048)
     is_disabled: bool | None = None
     http_timeout: int | None = Field(default=None, ge=0, le=MAX_TIMEOUT_S)
-    rate_limit: int | None = Field(default=None, ge=0)
-    rate_limit_duration: int | None = Field(default=None, ge=0)
+    rate_limit: int | None = Field(default=None, ge=0, le=MAX_INT32)
+    rate_limit_duration: int | None = Field(default=None, ge=0, le=MAX_INT32)
     content_type: Literal["application/json", "application/x-www-form-urlencoded", ""] | None = None
     authentication: EndpointAuthentication | None = None
     #: hookcast: deliveries in flight to this endpoint at once (0 = the server default)

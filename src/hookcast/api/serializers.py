@@ -54,14 +54,21 @@ def page(p: Page[Any], items: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+REDACTED = "[redacted]"
+
+
 def project(p: Project) -> dict[str, Any]:
+    config = p.config.model_dump(mode="json")
+    meta = config.get("meta_event")
+    if isinstance(meta, dict) and meta.get("secret"):
+        meta["secret"] = REDACTED  # write-only: set it, never read it back
     return {
         "uid": p.id,
         "name": p.name,
         "type": p.type,
         "logo_url": "",
         "organisation_id": "",
-        "config": p.config.model_dump(mode="json"),
+        "config": config,
         "statistics": None,
         "retained_events": 0,
         "created_at": ts(p.created_at_us),

@@ -61,7 +61,7 @@ async def create_endpoint(request: web.Request) -> web.Response:
         id=new_id(),
         project_id=project.id,
         owner_id=body.owner_id or "",
-        name=body.name or url,
+        name=body.name or url[:200],  # the name column holds 200 characters
         url=url,
         description=body.description or "",
         status=EndpointStatus.INACTIVE if body.is_disabled else EndpointStatus.ACTIVE,
@@ -112,6 +112,8 @@ async def update_endpoint(request: web.Request) -> web.Response:
         )
     secrets = endpoint.secrets
     if body.secret and body.secret != endpoint.secrets[-1].value:
+        if is_ed25519_secret(body.secret):
+            _check_ed25519(body.secret)
         secrets = (*endpoint.secrets[:-1], Secret(new_id(), body.secret, c.clock()))
     status = endpoint.status
     updated = replace(
@@ -198,6 +200,8 @@ async def expire_secret(request: web.Request) -> web.Response:
     )
     current = endpoint.secrets[-1].value if endpoint.secrets else ""
     make = generate_ed25519_secret if is_ed25519_secret(current) else generate_secret
+    if body.secret and is_ed25519_secret(body.secret):
+        _check_ed25519(body.secret)
     fresh = Secret(new_id(), body.secret or make(c.randbytes), now)
     updated = replace(endpoint, secrets=(*kept, fresh), updated_at_us=now)
     await c.store.update_endpoint(updated)

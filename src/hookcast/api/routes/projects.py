@@ -67,6 +67,9 @@ async def update_project(request: web.Request) -> web.Response:
     c = ctx(request)
     _, project = await c.auth.authorize(request, Permission.MANAGE)
     body = validate(ProjectBody, await json_body(request))
+    meta = (body.config or {}).get("meta_event")
+    if isinstance(meta, dict) and meta.get("secret") == ser.REDACTED:
+        del meta["secret"]  # a config read back and sent again keeps the stored secret
     updated = replace(
         project,
         name=(body.name or project.name).strip() or project.name,
