@@ -57,6 +57,8 @@ def worker_options(settings: Settings) -> WorkerOptions:
         completion_flush_ms=settings.completion_flush_ms,
         shutdown_grace_s=settings.shutdown_grace_s,
         endpoint_max_in_flight=settings.endpoint_max_in_flight,
+        probe_base_s=settings.probe_base_s,
+        probe_max_s=settings.probe_max_s,
     )
 
 
@@ -91,10 +93,12 @@ async def start(settings: Settings, *, api: bool = True, worker: bool = True) ->
     probe = None if api else store.data_version
     waker = Waker(probe)
     fanout_waker = Waker(probe)
+    batch_waker = Waker(probe)
 
     def wake_all() -> None:
         waker.notify()
         fanout_waker.notify()
+        batch_waker.notify()
 
     running = Running(store, None, None, None, None, None)
     metrics = running.metrics
@@ -131,8 +135,17 @@ async def start(settings: Settings, *, api: bool = True, worker: bool = True) ->
             metrics=metrics,
             on_done=watcher.watch,
         )
-        batches = BatchRunner(store, fanout_waker, waker, settings.poll_interval_s)
-        prober = Prober(store, sender, waker, settings.poll_interval_s, metrics=metrics, meta=meta)
+        batches = BatchRunner(store, batch_waker, waker, settings.poll_interval_s)
+        prober = Prober(
+            store,
+            sender,
+            waker,
+            settings.poll_interval_s,
+            metrics=metrics,
+            meta=meta,
+            base_s=settings.probe_base_s,
+            max_s=settings.probe_max_s,
+        )
         retention = RetentionRunner(store, settings.retention_interval_s)
         for runner in (running.fanout, watcher, batches, prober, retention):
             running.background.append((runner, asyncio.create_task(runner.run())))

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
 
     #: deliveries in flight to one endpoint at once, unless the endpoint sets max_in_flight
     endpoint_max_in_flight: int = Field(default=64, ge=1)
+    #: a disabled endpoint is probed this long after it was disabled, then with the delay
+    #: doubling up to probe_max_s, and re-enabled when a probe gets a 2xx
+    probe_base_s: float = Field(default=30.0, gt=0)
+    probe_max_s: float = Field(default=3600.0, gt=0)
     #: how often old events, deliveries and attempts are swept (project retention_hours)
     retention_interval_s: float = Field(default=600.0, gt=0)
 

@@ -98,3 +98,36 @@ def test_connection_reset_is_recorded_and_retried(gateway: Gateway, receiver: Re
     first, second = _attempts(project, project.deliveries()[0]["uid"])
     assert first["http_status"] == "" and first["error"]  # no response, an error recorded
     assert second["http_status"] == "200 OK"
+
+
+def test_disabled_endpoint_is_probed_re_enabled_and_gets_what_it_missed(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    gateway = Gateway(make_settings(str(tmp_path / "heal.db"), probe_base_s=0.5))
+    try:
+        project = gateway.create_project("heal", {"recovery_rate": 20})
+        # 410 disables the endpoint at once; from then on it answers (probe included)
+        receiver.behave("/heal", Behaviour(410), Behaviour(200))
+        ep = project.endpoint(receiver.url + "/heal")
+        gone_id = project.publish(ep["uid"], data={"i": "gone"})["uid"]
+        assert wait_until(
+            lambda: project.ok("GET", f"/endpoints/{ep['uid']}")["status"] == "inactive", 10
+        )
+        for i in range(5):  # published while it is disabled: held, not dropped
+            project.publish(ep["uid"], data={"i": i})
+        assert wait_until(
+            lambda: project.ok("GET", f"/endpoints/{ep['uid']}")["status"] == "active", 15
+        )
+
+        def missed_delivered() -> bool:
+            held = [d for d in project.deliveries() if d["event_id"] != gone_id]
+            return len(held) == 5 and all(d["status"] == "Success" for d in held)
+
+        assert wait_until(missed_delivered, 15)
+        bodies = [r.body for r in receiver.at("/heal")]
+        for i in range(5):
+            assert any(f'"i":{i}'.encode() in b.replace(b" ", b"") for b in bodies)
+        gone = [d for d in project.deliveries() if d["event_id"] == gone_id]
+        assert gone[0]["status"] == "Failure"  # the 410 itself is final, not replayed
+    finally:
+        gateway.stop()

@@ -18,6 +18,7 @@ from hookcast.domain.models import Endpoint
 
 _MIN_WAIT_US = 100_000
 _MAX_ENTRIES = 50_000
+_SLOW_US = 1_000_000
 
 
 @dataclass(slots=True)
@@ -26,6 +27,10 @@ class EndpointRuntime:
     bucket: Bucket = field(default_factory=new_bucket)
     breaker: br.Breaker = field(default_factory=br.new_breaker)
     latency_us: float = 0.0  # moving average of attempt latency
+    #: when an attempt last finished, or when the first of those in flight started
+    progress_us: int = 0
+    #: the due time after the last one handed to a delivery deferred at the cap
+    next_slot_us: float = 0.0
     deferred_in_batch: int = 0
 
 
@@ -51,8 +56,12 @@ class EndpointHealth:
         default_cap: int,
         lease_margin_us: int = 30_000_000,
         rand: Callable[[], float] = random.random,
+        max_share: int = 0,
     ) -> None:
         self._default_cap = default_cap
+        #: no endpoint holds more than this many of the worker's slots, whatever its own
+        #: cap says, so a few hanging endpoints cannot occupy all of them (0: no bound)
+        self._max_share = max_share
         self._lease_margin_us = lease_margin_us
         self._rand = rand
         self._state: dict[str, EndpointRuntime] = {}
@@ -75,15 +84,25 @@ class EndpointHealth:
         for rt in self._state.values():
             rt.deferred_in_batch = 0
 
+    def cap(self, endpoint: Endpoint) -> int:
+        cap = endpoint.max_in_flight or self._default_cap
+        return min(cap, self._max_share) if self._max_share > 0 else cap
+
     def admit(
-        self, endpoint: Endpoint, config: ProjectConfig, now_us: int, waiting: int = 0
+        self,
+        endpoint: Endpoint,
+        config: ProjectConfig,
+        now_us: int,
+        waiting: int = 0,
+        may_wait: bool = True,
     ) -> Verdict:
         """Send now, wait here for a slot, or defer. *waiting* is how many of this
-        endpoint's deliveries already wait in this worker."""
+        endpoint's deliveries already wait in this worker; *may_wait* is false when the
+        worker's room for waiting deliveries is full."""
         rt = self.runtime(endpoint)
-        cap = endpoint.max_in_flight or self._default_cap
+        cap = self.cap(endpoint)
         if rt.in_flight >= cap:
-            if waiting < self._local_room(rt, cap):
+            if may_wait and waiting < self._local_room(rt, cap, now_us):
                 return Verdict(False, wait=True)
             return self._defer(rt, endpoint, now_us, cap, "endpoint at its concurrency cap")
         if endpoint.rate_limit > 0 and endpoint.rate_limit_duration > 0:
@@ -96,25 +115,44 @@ class EndpointHealth:
         rt.breaker, admission = br.admit(rt.breaker, config.circuit_breaker, now_us)
         if not admission.allowed:
             return self._spread(rt, admission.retry_at_us or now_us, "circuit breaker open")
+        if rt.in_flight == 0:
+            rt.progress_us = now_us
         rt.in_flight += 1
         return Verdict(True)
 
-    def _local_room(self, rt: EndpointRuntime, cap: int) -> int:
+    @staticmethod
+    def _pace_us(rt: EndpointRuntime, now_us: int) -> float:
+        """How long an attempt to this endpoint takes: the moving average, or longer when
+        those in flight have not finished for longer than that (a hanging endpoint shows
+        up before its first timeout)."""
+        stalled = now_us - rt.progress_us if rt.in_flight else 0
+        return max(rt.latency_us, float(stalled))
+
+    def _local_room(self, rt: EndpointRuntime, cap: int, now_us: int) -> int:
         """How many may wait locally: as many waves of *cap* as finish well inside the
-        lease margin at the endpoint's observed latency (at most four)."""
-        latency = max(rt.latency_us, 1000.0)
-        waves = min(4, int(self._lease_margin_us / latency) - 1)
+        lease margin at the endpoint's observed latency (at most four). An endpoint not
+        yet measured gets one wave; a slow one (a second or more per attempt) none: its
+        deliveries are deferred to the database instead of holding leases here."""
+        pace = self._pace_us(rt, now_us)
+        if pace <= 0:
+            return cap
+        if pace >= _SLOW_US:
+            return 0
+        waves = min(4, int(self._lease_margin_us / pace) - 1)
         return max(waves, 0) * cap
 
     def _defer(
         self, rt: EndpointRuntime, endpoint: Endpoint, now_us: int, cap: int, why: str
     ) -> Verdict:
-        """Push back by about when a slot frees up; later rows of one batch go further,
-        so a saturated endpoint's backlog does not come back all at once."""
-        rt.deferred_in_batch += 1
-        expected = min(max(rt.latency_us, _MIN_WAIT_US), endpoint.http_timeout * 1_000_000)
-        waves = 1 + rt.deferred_in_batch // max(cap, 1)
-        return Verdict(False, int(now_us + expected * waves * (1 + self._rand() / 2)), why)
+        """Push back to when a slot should be free: deliveries deferred at the cap queue up
+        behind each other at the endpoint's service rate (*cap* attempts per attempt time),
+        so a saturated endpoint's backlog comes back spread out, not all at once. A stalled
+        endpoint's attempt time is how long it has stalled, so its deliveries go further
+        back the longer it hangs instead of being claimed and deferred again and again."""
+        pace = min(max(self._pace_us(rt, now_us), _MIN_WAIT_US), endpoint.http_timeout * 1e6)
+        due = max(now_us + pace, rt.next_slot_us)
+        rt.next_slot_us = due + pace / max(cap, 1)
+        return Verdict(False, int(due + self._rand() * pace / 4), why)
 
     def _spread(self, rt: EndpointRuntime, at_us: int, why: str) -> Verdict:
         rt.deferred_in_batch += 1
@@ -130,6 +168,7 @@ class EndpointHealth:
     ) -> Outcome:
         rt = self.runtime(endpoint)
         rt.in_flight = max(rt.in_flight - 1, 0)
+        rt.progress_us = now_us
         rt.latency_us = latency_us if rt.latency_us == 0 else 0.8 * rt.latency_us + 0.2 * latency_us
         rt.breaker, transition = br.record(rt.breaker, config.circuit_breaker, now_us, success)
         if transition is None:

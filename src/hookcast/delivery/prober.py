@@ -40,7 +40,11 @@ class Prober:
         clock: Callable[[], int] = _now_us,
         metrics: Metrics | None = None,
         meta: MetaEvents | None = None,
+        base_s: float = 30.0,
+        max_s: float = 3600.0,
     ) -> None:
+        self._base_s = base_s
+        self._max_s = max_s
         self._store = store
         self._sender = sender
         self._deliveries = deliveries
@@ -82,7 +86,7 @@ class Prober:
         self._metrics.probes.labels("failure").inc()
         attempts = endpoint.probe_attempts + 1
         await self._store.reschedule_probe(
-            endpoint.id, self._clock() + probe_delay_us(attempts), attempts
+            endpoint.id, self._clock() + probe_delay_us(attempts, self._base_s, self._max_s), attempts
         )
         log.info(
             "endpoint.probe_failed",

@@ -54,6 +54,8 @@ class WorkerOptions:
     completion_flush_ms: float = 5.0
     shutdown_grace_s: float = 10.0
     endpoint_max_in_flight: int = 64
+    probe_base_s: float = 30.0
+    probe_max_s: float = 3600.0
 
 
 class Completer:
@@ -127,9 +129,14 @@ class Worker:
         self._rand = rand
         self._completer = Completer(store, options.completion_flush_ms, clock)
         self._health = EndpointHealth(
-            options.endpoint_max_in_flight, int(options.lease_margin_s * 1_000_000), rand
+            options.endpoint_max_in_flight,
+            int(options.lease_margin_s * 1_000_000),
+            rand,
+            max_share=max(1, options.concurrency // 4),
         )
-        # leased deliveries waiting in this worker for their endpoint's next free slot
+        # leased deliveries waiting in this worker for their endpoint's next free slot;
+        # they hold no slot (only in-flight attempts count against the concurrency), and
+        # at most ``concurrency`` of them wait at once
         self._waiting: dict[str, deque[ClaimedDelivery]] = {}
         self._waiting_count = 0
         self._inflight: dict[asyncio.Task[None], ClaimedDelivery] = {}
@@ -146,7 +153,7 @@ class Worker:
     async def run(self) -> None:
         log.info("worker.started", extra={"concurrency": self._opt.concurrency})
         while not self._stopping.is_set():
-            free = self._opt.concurrency - len(self._inflight) - self._waiting_count
+            free = self._opt.concurrency - len(self._inflight)
             if free <= 0:
                 await self._wait_for_slot()
                 continue
@@ -187,7 +194,7 @@ class Worker:
 
     async def _wait_for_slot(self) -> None:
         self._slot_freed.clear()
-        if len(self._inflight) + self._waiting_count >= self._opt.concurrency:
+        if len(self._inflight) >= self._opt.concurrency:
             stop = asyncio.ensure_future(self._stopping.wait())
             slot = asyncio.ensure_future(self._slot_freed.wait())
             try:
@@ -246,7 +253,13 @@ class Worker:
                 deferrals.append(self._deferral(cd, HELD_US, "held: the endpoint is disabled"))
                 continue
             queue = self._waiting.get(endpoint.id)
-            verdict = self._health.admit(endpoint, config, now, len(queue) if queue else 0)
+            verdict = self._health.admit(
+                endpoint,
+                config,
+                now,
+                len(queue) if queue else 0,
+                may_wait=self._waiting_count < self._opt.concurrency,
+            )
             if verdict.wait:
                 self._waiting.setdefault(endpoint.id, deque()).append(cd)
                 self._waiting_count += 1
@@ -399,7 +412,7 @@ class Worker:
             self._metrics.delivered_seconds.observe(max(now - d.created_at_us, 0) / 1e6)
         disable, probe_at = self._disable_reason(endpoint, outcome, health, config), None
         if disable:
-            probe_at = now + first_probe_delay_us()
+            probe_at = now + probe_delay_us(0, self._opt.probe_base_s, self._opt.probe_max_s)
             self._disabled(endpoint, config, disable, probe_at)
         status, due, why = self._next_status(d, outcome, result, now)
         return Completion(
@@ -478,14 +491,7 @@ class Worker:
         return decision.status, decision.next_attempt_at_us or now, why
 
 
-def first_probe_delay_us() -> int:
-    return PROBE_BASE_S * 1_000_000
-
-
-def probe_delay_us(attempts: int) -> int:
-    """Backoff between probes of a disabled endpoint: 30 s doubling, at most an hour."""
-    return min(PROBE_BASE_S * (1 << min(attempts, 12)), PROBE_MAX_S) * 1_000_000
-
-
-PROBE_BASE_S = 30
-PROBE_MAX_S = 3600
+def probe_delay_us(attempts: int, base_s: float = 30.0, max_s: float = 3600.0) -> int:
+    """Backoff between probes of a disabled endpoint: *base_s* doubling per failed probe,
+    at most *max_s*."""
+    return int(min(base_s * (1 << min(attempts, 20)), max_s) * 1_000_000)

@@ -1,0 +1,102 @@
+"""Per-endpoint admission in one worker (EndpointHealth): caps, local waiting, deferral pace.
+
+Pure in-memory state with the clock and randomness passed in; no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hookcast.delivery.health import EndpointHealth
+from hookcast.domain.config import ProjectConfig
+from hookcast.domain.models import Endpoint, EndpointStatus
+
+S = 1_000_000
+CONFIG = ProjectConfig()
+
+
+def endpoint(eid: str = "E", **kw: Any) -> Endpoint:
+    fields: dict[str, Any] = dict(
+        id=eid,
+        project_id="P",
+        owner_id="",
+        name=eid,
+        url="https://example.com/hook",
+        description="",
+        status=EndpointStatus.ACTIVE,
+        secrets=(),
+        advanced_signatures=True,
+        http_timeout=10,
+        rate_limit=0,
+        rate_limit_duration=0,
+        content_type="application/json",
+        authentication=None,
+        support_email="",
+        slack_webhook_url="",
+        teams_webhook_url="",
+        created_at_us=0,
+        updated_at_us=0,
+    )
+    fields.update(kw)
+    return Endpoint(**fields)
+
+
+def health(cap: int = 4, share: int = 0) -> EndpointHealth:
+    return EndpointHealth(cap, 30 * S, lambda: 0.0, max_share=share)
+
+
+def fill(h: EndpointHealth, ep: Endpoint, now: int) -> None:
+    while h.admit(ep, CONFIG, now).send:
+        pass
+
+
+def test_an_endpoint_takes_at_most_its_share_of_the_worker() -> None:
+    h = health(cap=64, share=16)
+    ep = endpoint(max_in_flight=100)
+    sent = sum(h.admit(ep, CONFIG, 0, may_wait=False).send for _ in range(100))
+    assert sent == 16
+    assert h.cap(endpoint("F", max_in_flight=3)) == 3  # a lower cap of its own still holds
+
+
+def test_an_unmeasured_endpoint_may_queue_one_wave_locally() -> None:
+    h = health(cap=4)
+    ep = endpoint()
+    fill(h, ep, 0)
+    assert h.admit(ep, CONFIG, 0, waiting=3).wait
+    assert not h.admit(ep, CONFIG, 0, waiting=4).wait  # a second wave is deferred
+    assert not h.admit(ep, CONFIG, 0, waiting=0, may_wait=False).wait  # worker's room full
+
+
+def test_a_slow_endpoint_gets_no_local_waiting_room() -> None:
+    h = health(cap=2)
+    ep = endpoint()
+    fill(h, ep, 0)
+    h.finished(ep, CONFIG, 3 * S, True, 3 * S)  # one attempt took 3 s
+    fill(h, ep, 3 * S)
+    verdict = h.admit(ep, CONFIG, 3 * S, waiting=0)
+    assert not verdict.send and not verdict.wait
+    assert verdict.defer_until_us >= 6 * S  # about one attempt time later
+
+
+def test_a_hanging_endpoint_is_deferred_further_the_longer_it_stalls() -> None:
+    h = health(cap=2)
+    ep = endpoint(http_timeout=10)
+    fill(h, ep, 0)  # two attempts start at 0 and never finish
+    early = h.admit(ep, CONFIG, S // 2, may_wait=False)
+    later = h.admit(ep, CONFIG, 4 * S, may_wait=False)
+    assert early.defer_until_us - S // 2 < S
+    assert later.defer_until_us - 4 * S >= 4 * S  # it has hung for 4 s: come back ≥ 4 s on
+    capped = h.admit(ep, CONFIG, 60 * S, may_wait=False)
+    assert capped.defer_until_us - 60 * S <= 10 * S + 2 * S  # never past the timeout pace
+
+
+def test_a_backlog_deferred_at_the_cap_comes_back_at_the_service_rate() -> None:
+    h = health(cap=4)
+    ep = endpoint()
+    fill(h, ep, 0)
+    h.finished(ep, CONFIG, S // 5, True, S // 5)  # 200 ms per attempt, 4 at a time
+    fill(h, ep, S // 5)
+    dues = [h.admit(ep, CONFIG, S // 5, may_wait=False).defer_until_us for _ in range(40)]
+    assert dues == sorted(dues)
+    # 40 deliveries at 4 per 200 ms take about 2 s to come back, not all at once
+    assert 1.8 * S <= dues[-1] - dues[0] <= 2.2 * S
