@@ -86,7 +86,9 @@ class Prober:
         self._metrics.probes.labels("failure").inc()
         attempts = endpoint.probe_attempts + 1
         await self._store.reschedule_probe(
-            endpoint.id, self._clock() + probe_delay_us(attempts, self._base_s, self._max_s), attempts
+            endpoint.id,
+            self._clock() + probe_delay_us(attempts, self._base_s, self._max_s),
+            attempts,
         )
         log.info(
             "endpoint.probe_failed",
