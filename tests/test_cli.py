@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
-from hookcast import cli
-from support import Gateway, Project, Receiver, free_port
+from hookcast import cli, progress
+from support import Behaviour, Gateway, Project, Receiver, free_port, wait_until
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -169,3 +169,92 @@ def test_tail_stops_after_max_lines_and_speaks_json(
     assert len(docs) == 3
     assert {d["status"] for d in docs} == {"Success"}
     assert [d["uid"] for d in docs] == sorted(d["uid"] for d in docs)  # oldest first
+
+
+def test_retry_requeues_failed_deliveries_with_a_progress_bar(
+    gateway: Gateway, receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = gateway.create_project(
+        "cli-retry", {"strategy": {"type": "linear", "duration": 1, "retry_count": 1}}
+    )
+    receiver.behave("/flaky", Behaviour(500))
+    ep = project.endpoint(receiver.url + "/flaky")
+    for i in range(6):
+        project.publish(ep["uid"], data={"i": i})
+    assert wait_until(lambda: [d["status"] for d in project.deliveries()] == ["Failure"] * 6, 15)
+    receiver.behave("/flaky", Behaviour(200))
+    code, out, err = run(
+        capsys, "retry", *remote(gateway, project), "--endpoint", ep["uid"], "--json"
+    )
+    assert code == 0
+    job = orjson.loads(out)
+    assert job["status"] == "done" and job["processed"] == 6 and job["requeued"] == 6
+    assert "retry  [" in err and "6/6" in err  # the bar, on stderr
+    assert wait_until(lambda: all(d["status"] == "Success" for d in project.deliveries()), 15)
+    # safe to call twice: nothing failed is left, nothing is sent again
+    code, out, _ = run(capsys, "retry", *remote(gateway, project), "--json", "-q")
+    assert code == 0 and orjson.loads(out)["requeued"] == 0
+
+
+def test_replay_resends_events_and_can_return_at_once(
+    gateway: Gateway, project: Project, receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ep = project.endpoint(receiver.url + "/replay")
+    for i in range(3):
+        project.publish(ep["uid"], data={"i": i})
+    receiver.wait_for("/replay", 3)
+    code, out, err = run(capsys, "replay", *remote(gateway, project))
+    assert code == 0 and "3 replayed" in out and "3/3" in err, err
+    assert len(receiver.wait_for("/replay", 6)) == 6
+
+    code, out, _ = run(capsys, "replay", *remote(gateway, project), "--no-wait", "--json")
+    assert code == 0 and orjson.loads(out)["status"] == "queued"
+    assert len(receiver.wait_for("/replay", 9)) == 9
+
+
+def test_send_broadcast_waits_for_the_last_delivery(
+    gateway: Gateway, project: Project, receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for i in range(4):
+        ep = project.endpoint(receiver.url + f"/b{i}", owner_id=f"owner-{i}")
+        body = {"name": "all", "endpoint_id": ep["uid"], "filter_config": {"event_types": ["*"]}}
+        project.ok("POST", "/subscriptions", 201, json=body)
+    key = project.ok("POST", "/api-keys", 201, json={"name": "b", "broadcast": True})["key"]
+    code, out, err = run(
+        capsys,
+        "send",
+        *("--project", project.id, "--url", gateway.base, "--key", key),
+        *("--broadcast", "--type", "news", "--data", "{}", "--wait", "--timeout", "30"),
+    )
+    assert code == 0, err
+    assert "4 delivered, 0 failed" in out
+    assert "broadcast  [" in err
+    for i in range(4):
+        assert receiver.at(f"/b{i}")  # all delivered before the command returned
+
+
+def test_waiting_gives_up_after_the_timeout_with_advice(
+    gateway: Gateway, project: Project, receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    receiver.behave("/slow", Behaviour(delay_s=5))
+    ep = project.endpoint(receiver.url + "/slow", owner_id="o")
+    body = {"name": "all", "endpoint_id": ep["uid"], "filter_config": {"event_types": ["*"]}}
+    project.ok("POST", "/subscriptions", 201, json=body)
+    key = project.ok("POST", "/api-keys", 201, json={"name": "b", "broadcast": True})["key"]
+    code, out, err = run(
+        capsys,
+        "send",
+        *("--project", project.id, "--url", gateway.base, "--key", key),
+        *("--broadcast", "--type", "news", "--data", "{}", "--wait", "--timeout", "0.5"),
+    )
+    assert code == 2 and out == ""
+    assert "still being delivered after 0.5 s" in err and "--timeout" in err
+
+
+def test_progress_line_renders_counts_share_and_rate() -> None:
+    line = progress.render("retry", 1234, 5000, 120.4, "requeued 1,000")
+    assert line.startswith("retry  [#######")
+    assert "1,234/5,000  25%" in line and "120/s" in line and line.endswith("requeued 1,000")
+    assert "?/?" not in progress.render("broadcast", 3, None, None) and "3/?" in (
+        progress.render("broadcast", 3, None, None)
+    )

@@ -114,6 +114,82 @@ async def send(client: ApiClient, p: Publish) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+# ------------------------------------------------------------------ batch operations
+
+#: called with (done, total, note) while a long operation runs
+OnProgress = Callable[[int, "int | None", str], None]
+
+
+async def start_batch(client: ApiClient, project_id: str, kind: str, query: dict[str, str]) -> str:
+    """Start a batch retry (``kind="retry"``) or replay (``"replay"``); its job id."""
+    base = f"/api/v1/projects/{project_id}"
+    if kind == "retry":
+        job = await client.call("POST", base + "/eventdeliveries/batchretry", params=query)
+        job_id = job.get("uid") if isinstance(job, dict) else None
+    else:
+        job_id = await client.call("POST", base + "/events/batchreplay", params=query)
+    if not isinstance(job_id, str) or not job_id:
+        raise ApiClientError("the gateway did not return a batch job id")
+    return job_id
+
+
+async def wait_batch(
+    client: ApiClient,
+    project_id: str,
+    job_id: str,
+    on_progress: OnProgress,
+    *,
+    interval_s: float = 0.5,
+    timeout_s: float = 0.0,
+) -> dict[str, Any]:
+    """Poll a batch job until it is done (or *timeout_s*, 0 = no limit); the final job."""
+    deadline = time.monotonic() + timeout_s if timeout_s > 0 else None
+    path = f"/api/v1/projects/{project_id}/batch-jobs/{job_id}"
+    while True:
+        job = await client.call("GET", path)
+        if not isinstance(job, dict):
+            raise ApiClientError(f"GET {path}: not a batch job")
+        total = job.get("total") or None
+        note = f"requeued {job.get('requeued', 0):,}"
+        on_progress(int(job.get("processed", 0)), total, note)
+        if job.get("status") == "done":
+            return job
+        _check(deadline, timeout_s, f"batch job {job_id} is still running")
+        await asyncio.sleep(_pause(interval_s, deadline))
+
+
+async def wait_broadcast(
+    client: ApiClient,
+    project_id: str,
+    event_id: str,
+    on_progress: OnProgress,
+    *,
+    interval_s: float = 0.5,
+    timeout_s: float = 0.0,
+) -> dict[str, Any]:
+    """Poll a broadcast until every delivery it wrote is final; its progress document."""
+    deadline = time.monotonic() + timeout_s if timeout_s > 0 else None
+    path = f"/api/v1/projects/{project_id}/events/{event_id}"
+    while True:
+        event = await client.call("GET", path)
+        progress = event.get("broadcast") if isinstance(event, dict) else None
+        if not isinstance(progress, dict):
+            raise ApiClientError(f"event {event_id} is not a broadcast")
+        written = int(progress.get("deliveries_written", 0))
+        final = sum(int(progress.get(k, 0)) for k in ("succeeded", "failed", "discarded"))
+        fanout_done = bool(progress.get("fanout_done"))
+        note = f"ok {progress.get('succeeded', 0):,}  failed {progress.get('failed', 0):,}"
+        if progress.get("retrying"):
+            note += f"  retrying {progress['retrying']:,}"
+        if not fanout_done:
+            note += f"  (fan-out: {written:,} written)"
+        on_progress(final, written if fanout_done else None, note)
+        if fanout_done and final >= written:
+            return progress
+        _check(deadline, timeout_s, f"broadcast {event_id} is still being delivered")
+        await asyncio.sleep(_pause(interval_s, deadline))
+
+
 # ------------------------------------------------------------------ tail
 
 
@@ -207,6 +283,14 @@ async def tail(
                 if options.max_lines and shown >= options.max_lines:
                     return shown
     return shown
+
+
+def _check(deadline: float | None, timeout_s: float, what: str) -> None:
+    if deadline is not None and time.monotonic() >= deadline:
+        raise ApiClientError(
+            f"{what} after {timeout_s:g} s; it goes on in the background: "
+            "wait again with a longer --timeout, or follow it in the dashboard"
+        )
 
 
 def _pause(interval_s: float, deadline: float | None) -> float:

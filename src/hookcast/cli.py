@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from hookcast import __version__, admin, apiclient, bootstrap, logs
+from hookcast import __version__, admin, apiclient, bootstrap, logs, progress
 from hookcast.domain.errors import HookcastError
 from hookcast.domain.models import KeyRole
 from hookcast.settings import Settings
@@ -250,6 +250,24 @@ def cmd_send(args: argparse.Namespace) -> int:
             return await apiclient.send(client, publish)
 
     event = _run(go())
+    if args.wait and args.broadcast and not event.get("is_duplicate_event"):
+        bar = progress.Progress("broadcast", enabled=not args.quiet)
+
+        async def watch() -> dict[str, Any]:
+            async with _client(args) as client:
+                return await apiclient.wait_broadcast(
+                    client, args.project, str(event.get("uid")), bar.update, timeout_s=args.timeout
+                )
+
+        summary = _run(watch())
+        bar.finish()
+        event["broadcast"] = summary
+        text = (
+            f"broadcast {event.get('uid')}: {summary.get('succeeded', 0):,} delivered, "
+            f"{summary.get('failed', 0):,} failed, {summary.get('skipped', 0):,} skipped"
+        )
+        _print(args, event, text)
+        return 0
     if event.get("is_duplicate_event"):
         text = f"event {event.get('uid')} is a duplicate: not sent"
     elif event.get("kind") == "broadcast":
@@ -258,6 +276,46 @@ def cmd_send(args: argparse.Namespace) -> int:
         text = f"event {event.get('uid')} ({event.get('kind')}) queued: "
         text += f"{event.get('deliveries', 0)} deliveries"
     _print(args, event, text)
+    return 0
+
+
+def _batch_query(args: argparse.Namespace) -> dict[str, str]:
+    query: dict[str, str] = {}
+    pairs = [("endpointId", args.endpoint), ("startDate", args.since), ("endDate", args.until)]
+    if getattr(args, "kind", "") == "retry":
+        pairs += [("status", args.status), ("eventId", args.event), ("eventType", args.type)]
+    for name, value in pairs:
+        if value:
+            query[name] = value
+    return query
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    """``hookcast retry`` and ``hookcast replay``: start a batch job, wait with a bar."""
+    bar = progress.Progress(args.kind, enabled=not args.quiet)
+
+    async def go() -> dict[str, Any]:
+        async with _client(args) as client:
+            job_id = await apiclient.start_batch(
+                client, args.project, args.kind, _batch_query(args)
+            )
+            if args.no_wait:
+                return {"uid": job_id, "status": "queued"}
+            return await apiclient.wait_batch(
+                client, args.project, job_id, bar.update, timeout_s=args.timeout
+            )
+
+    job = _run(go())
+    if args.no_wait:
+        _print(args, job, f"batch {args.kind} {job['uid']} started; it runs in the background")
+        return 0
+    bar.finish()
+    verb = "requeued" if args.kind == "retry" else "replayed"
+    text = (
+        f"batch {args.kind} {job.get('uid')} done: {job.get('processed', 0):,} matched, "
+        f"{job.get('requeued', 0):,} {verb}"
+    )
+    _print(args, job, text)
     return 0
 
 
@@ -289,6 +347,11 @@ def _remote(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="JSON output")
 
 
+def _waiting(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--timeout", type=float, default=0.0, metavar="S", help="stop waiting after S s")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
 def _add_remote_commands(sub: Any) -> None:
     """``send`` and ``tail``: clients of a running gateway's REST API."""
     p = sub.add_parser("send", help="publish an event through the REST API")
@@ -301,7 +364,28 @@ def _add_remote_commands(sub: Any) -> None:
     p.add_argument("--data", required=True, help="the payload: JSON, @file.json or - (stdin)")
     p.add_argument("--idempotency-key", help="publish at most once per key")
     p.add_argument("--header", action="append", metavar="NAME:VALUE", help="a custom header")
+    p.add_argument(
+        "--wait", action="store_true", help="with --broadcast: follow it to the end, with a bar"
+    )
+    _waiting(p)
     p.set_defaults(fn=cmd_send)
+
+    for kind, help_text in (
+        ("retry", "retry the deliveries that match (default: failed ones), with a progress bar"),
+        ("replay", "replay the events that match to their endpoints, with a progress bar"),
+    ):
+        p = sub.add_parser(kind, help=help_text)
+        _remote(p)
+        p.add_argument("--endpoint", help="only this endpoint's")
+        p.add_argument("--since", help="created at or after (ISO 8601; default 7 days ago)")
+        p.add_argument("--until", help="created at or before (ISO 8601; default end of today)")
+        if kind == "retry":
+            p.add_argument("--status", default="Failure", help="delivery status (Failure)")
+            p.add_argument("--event", help="only this event's deliveries")
+            p.add_argument("--type", help="only this event type")
+        p.add_argument("--no-wait", action="store_true", help="start it and return its job id")
+        _waiting(p)
+        p.set_defaults(fn=cmd_batch, kind=kind)
 
     p = sub.add_parser("tail", help="print deliveries as they happen (polls the REST API)")
     _remote(p)

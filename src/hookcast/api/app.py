@@ -50,11 +50,12 @@ _REQUEST_ID_PREFIX = new_id()[:16]
 @web.middleware
 async def envelope(request: web.Request, handler: _Handler) -> web.StreamResponse:
     """Every response is JSON: domain errors, aiohttp's own errors and bugs alike; API
-    requests must send JSON (or no Content-Type)."""
+    requests with a body must send JSON (or no Content-Type)."""
     try:
         content_type = request.headers.get("Content-Type", "")
         if (
             content_type
+            and request.can_read_body
             and not content_type.lower().startswith("application/json")
             and request.path.startswith("/api/")
         ):
