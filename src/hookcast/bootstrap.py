@@ -23,6 +23,7 @@ from hookcast.delivery.meta import MetaEvents, MetaOptions
 from hookcast.delivery.prober import Prober
 from hookcast.delivery.retention import RetentionRunner
 from hookcast.delivery.sender import Sender
+from hookcast.delivery.shared import RedisRateLimiter
 from hookcast.delivery.waker import Waker
 from hookcast.delivery.worker import Worker, WorkerOptions
 from hookcast.domain.ports import Store
@@ -80,6 +81,7 @@ class Running:
     meta: MetaEvents | None = None
     #: the /metrics listener of a process without the API (HOOKCAST_METRICS_PORT)
     metrics_runner: web.AppRunner | None = None
+    limiter: RedisRateLimiter | None = None
 
 
 async def start(settings: Settings, *, api: bool = True, worker: bool = True) -> Running:
@@ -118,8 +120,15 @@ async def start(settings: Settings, *, api: bool = True, worker: bool = True) ->
                 attempts=settings.meta_event_attempts, backoff_s=settings.meta_event_backoff_s
             ),
         )
+        running.limiter = await _limiter(settings)
         running.worker = Worker(
-            store, sender, waker, worker_options(settings), metrics=metrics, meta=meta
+            store,
+            sender,
+            waker,
+            worker_options(settings),
+            metrics=metrics,
+            meta=meta,
+            limiter=running.limiter,
         )
         running.worker_task = asyncio.create_task(running.worker.run())
         watcher = BroadcastWatcher(store, settings.poll_interval_s, metrics=metrics, meta=meta)
@@ -180,6 +189,22 @@ async def start(settings: Settings, *, api: bool = True, worker: bool = True) ->
     return running
 
 
+async def _limiter(settings: Settings) -> RedisRateLimiter | None:
+    if not settings.redis_url:
+        return None
+    limiter = RedisRateLimiter(settings.redis_url)
+    try:
+        await limiter.ping()
+        log.info("limits.shared", extra={"backend": "redis"})
+    except Exception as exc:
+        # not fatal: limits apply per process until Redis answers
+        log.warning(
+            "limits.redis_unavailable",
+            extra={"error": str(exc) or type(exc).__name__, "fallback": "per-process limits"},
+        )
+    return limiter
+
+
 async def _readiness(settings: Settings, store: Store) -> str | None:
     try:
         await store.list_projects()
@@ -208,6 +233,9 @@ async def stop(running: Running) -> None:
         await running.worker_task
     if running.meta is not None:
         await running.meta.close(5.0)
+    if running.limiter is not None:
+        with contextlib.suppress(Exception):
+            await running.limiter.close()
     if running.metrics_runner is not None:
         await running.metrics_runner.cleanup()
     if running.sender is not None:

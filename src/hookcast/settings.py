@@ -51,6 +51,9 @@ class Settings(BaseSettings):
 
     #: deliveries in flight to one endpoint at once, unless the endpoint sets max_in_flight
     endpoint_max_in_flight: int = Field(default=64, ge=1)
+    #: Redis for what worker processes share: per-endpoint rate limits (optional; without
+    #: it each worker process enforces an endpoint's rate limit on its own)
+    redis_url: str = ""
     #: a disabled endpoint is probed this long after it was disabled, then with the delay
     #: doubling up to probe_max_s, and re-enabled when a probe gets a 2xx
     probe_base_s: float = Field(default=30.0, gt=0)

@@ -95,17 +95,19 @@ class EndpointHealth:
         now_us: int,
         waiting: int = 0,
         may_wait: bool = True,
+        rate_checked: bool = False,
     ) -> Verdict:
         """Send now, wait here for a slot, or defer. *waiting* is how many of this
         endpoint's deliveries already wait in this worker; *may_wait* is false when the
-        worker's room for waiting deliveries is full."""
+        worker's room for waiting deliveries is full; *rate_checked* when the delivery
+        already holds a token of the shared (Redis) rate limit."""
         rt = self.runtime(endpoint)
         cap = self.cap(endpoint)
         if rt.in_flight >= cap:
             if may_wait and waiting < self._local_room(rt, cap, now_us):
                 return Verdict(False, wait=True)
             return self._defer(rt, endpoint, now_us, cap, "endpoint at its concurrency cap")
-        if endpoint.rate_limit > 0 and endpoint.rate_limit_duration > 0:
+        if not rate_checked and endpoint.rate_limit > 0 and endpoint.rate_limit_duration > 0:
             bucket, retry_at = take(
                 rt.bucket, endpoint.rate_limit, endpoint.rate_limit_duration, now_us
             )

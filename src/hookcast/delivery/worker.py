@@ -20,6 +20,7 @@ from hookcast.delivery.health import EndpointHealth
 from hookcast.delivery.health import Outcome as HealthOutcome
 from hookcast.delivery.meta import MetaEvents
 from hookcast.delivery.sender import Sender, SendResult
+from hookcast.delivery.shared import RateAsk, RateGrant, RedisRateLimiter
 from hookcast.delivery.waker import Waker
 from hookcast.domain.config import ProjectConfig, StrategyConfig, StrategyType
 from hookcast.domain.ids import new_id
@@ -120,8 +121,10 @@ class Worker:
         rand: Callable[[], float] = random.random,
         metrics: Metrics | None = None,
         meta: MetaEvents | None = None,
+        limiter: RedisRateLimiter | None = None,
     ) -> None:
         self._store = store
+        self._limiter = limiter
         self._sender = sender
         self._waker = waker
         self._opt = options
@@ -164,7 +167,8 @@ class Worker:
                 log.exception("worker.claim_failed")
                 await self._idle()
                 continue
-            deferrals = self._admit_and_start(claimed)
+            grants = await self._shared_rates(claimed)
+            deferrals = self._admit_and_start(claimed, grants)
             if deferrals:
                 await self._defer(deferrals)
             if len(claimed) < want:
@@ -238,11 +242,34 @@ class Worker:
 
     # ------------------------------------------------------------ one delivery
 
-    def _admit_and_start(self, claimed: list[ClaimedDelivery]) -> list[Deferral]:
+    async def _shared_rates(self, claimed: list[ClaimedDelivery]) -> dict[str, RateGrant] | None:
+        """Tokens of the shared rate limits for the rate-limited endpoints of this batch (one
+        Redis round trip); None without Redis, or when it is down (limits apply locally)."""
+        if self._limiter is None:
+            return None
+        counts: dict[str, int] = {}
+        limited: dict[str, Endpoint] = {}
+        for cd in claimed:
+            ep = cd.endpoint
+            if ep is not None and ep.rate_limit > 0 and ep.rate_limit_duration > 0:
+                counts[ep.id] = counts.get(ep.id, 0) + 1
+                limited[ep.id] = ep
+        if not counts:
+            return {}
+        asks = [
+            RateAsk(eid, n, limited[eid].rate_limit, limited[eid].rate_limit_duration)
+            for eid, n in counts.items()
+        ]
+        return await self._limiter.take(asks)
+
+    def _admit_and_start(
+        self, claimed: list[ClaimedDelivery], grants: dict[str, RateGrant] | None = None
+    ) -> list[Deferral]:
         """Start what may be sent now; the rest is finished (discarded) or deferred."""
         now = self._clock()
         deferrals: list[Deferral] = []
         self._health.new_batch()
+        refused: dict[str, int] = {}
         for cd in claimed:
             endpoint, config = cd.endpoint, cd.project_config
             final = self._precheck(cd, now)
@@ -252,14 +279,28 @@ class Worker:
             if endpoint.status is EndpointStatus.INACTIVE:
                 deferrals.append(self._deferral(cd, HELD_US, "held: the endpoint is disabled"))
                 continue
+            grant = grants.get(endpoint.id) if grants else None
+            if grant is not None and grant.granted <= 0:
+                # the shared limit is spent: come back when the next token is due, one
+                # interval apart, so this batch's rest does not return all at once
+                n = refused[endpoint.id] = refused.get(endpoint.id, 0) + 1
+                due = now + grant.wait_us + (n - 1) * grant.interval_us
+                deferrals.append(
+                    self._deferral(cd, due + int(self._rand() * 5000), "endpoint rate limit")
+                )
+                continue
             queue = self._waiting.get(endpoint.id)
             verdict = self._health.admit(
                 endpoint,
                 config,
                 now,
                 len(queue) if queue else 0,
-                may_wait=self._waiting_count < self._opt.concurrency,
+                # a shared token is spent at once: no waiting here for a slot with it
+                may_wait=grant is None and self._waiting_count < self._opt.concurrency,
+                rate_checked=grant is not None,
             )
+            if grant is not None:
+                grant.granted -= 1
             if verdict.wait:
                 self._waiting.setdefault(endpoint.id, deque()).append(cd)
                 self._waiting_count += 1
