@@ -20,7 +20,7 @@ import redis
 from hookcast import bootstrap
 from hookcast.delivery.shared import RateAsk, RedisRateLimiter
 from pg_support import fresh_database
-from support import ADMIN_KEY, Gateway, LoopThread, Project, Receiver, make_settings
+from support import ADMIN_KEY, Behaviour, Gateway, LoopThread, Project, Receiver, make_settings
 
 REDIS_URL = os.environ.get("HOOKCAST_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
@@ -102,10 +102,17 @@ LIMIT, PERIOD, EVENTS = 10, 1, 50
 
 
 def _run_three_workers(
-    pg_url: str, receiver: Receiver, tmp_path: Path, *, shared: bool
+    pg_url: str,
+    receiver: Receiver,
+    tmp_path: Path,
+    *,
+    shared: bool,
+    events: int = EVENTS,
+    settle_s: float = 1.0,
+    **endpoint: object,
 ) -> list[float]:
-    """3 worker processes deliver EVENTS events to one endpoint limited to LIMIT/PERIOD;
-    the receiver's arrival times."""
+    """3 worker processes deliver *events* events to one endpoint (rate limited to
+    LIMIT/PERIOD unless *endpoint* says otherwise); the receiver's arrival times."""
     settings = make_settings("unused", database_url=pg_url)
     bootstrap.run_migrations(settings)
     api = LoopThread("limits-api")
@@ -123,15 +130,19 @@ def _run_three_workers(
         "HOOKCAST_REDIS_URL": REDIS_URL if shared else "",
     }
     workers = [_Worker(env, tmp_path / f"w{i}.log") for i in range(3)]
-    path = f"/limited-{'shared' if shared else 'local'}"
+    delay = endpoint.pop("delay_s", None)
+    path = f"/limited-{'shared' if shared else 'local'}-{len(endpoint)}"
+    fields = endpoint or {"rate_limit": LIMIT, "rate_limit_duration": PERIOD}
     try:
         project = Project(gateway, *_project(gateway))
-        ep = project.endpoint(receiver.url + path, rate_limit=LIMIT, rate_limit_duration=PERIOD)
-        time.sleep(1.0)  # the workers are up and polling
-        for i in range(EVENTS):
+        ep = project.endpoint(receiver.url + path, **fields)
+        if delay is not None:
+            receiver.behave(path, Behaviour(delay_s=float(str(delay))))
+        time.sleep(settle_s)  # the workers are up, polling (and have counted each other)
+        for i in range(events):
             project.publish(ep["uid"], data={"i": i})
-        got = receiver.wait_for(path, EVENTS, timeout=30)
-        assert len(got) == EVENTS, [w.proc.poll() for w in workers]
+        got = receiver.wait_for(path, events, timeout=30)
+        assert len(got) == events, [w.proc.poll() for w in workers]
         return sorted(r.at for r in got)
     finally:
         codes = [w.stop() for w in workers]
@@ -181,3 +192,47 @@ def test_without_redis_each_worker_applies_the_limit_on_its_own(
     excess = _worst_excess(times)
     print(f"per-process: worst excess {excess:.3f}, span {times[-1] - times[0]:.2f} s")
     assert excess > 1.5, times
+
+
+def test_heartbeats_count_the_live_workers() -> None:
+    async def go() -> list[int]:
+        limiter = RedisRateLimiter(REDIS_URL)
+        key = "hookcast:test-workers:" + secrets.token_hex(4)
+        try:
+            seen = [await limiter.heartbeat("a", key), await limiter.heartbeat("b", key)]
+            seen.append(await limiter.heartbeat("a", key))  # a beat again: still two
+            await limiter.leave("b", key)
+            seen.append(await limiter.heartbeat("a", key))
+            return seen
+        finally:
+            await limiter.close()
+
+    assert asyncio.run(go()) == [1, 2, 2, 1]
+
+
+def _busiest(starts: list[float], hold_s: float) -> int:
+    """The most requests the receiver held at once (each is held *hold_s*)."""
+    return max(sum(1 for t in starts if s <= t < s + hold_s * 0.9) for s in starts)
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["redis", "per-process"])
+def test_a_concurrency_cap_is_divided_among_live_workers(
+    pg_url: str, receiver: Receiver, tmp_path: Path, shared: bool
+) -> None:
+    cap, hold = 3, 0.4
+    starts = _run_three_workers(
+        pg_url,
+        receiver,
+        tmp_path,
+        shared=shared,
+        events=18,
+        settle_s=3.0,
+        max_in_flight=cap,
+        delay_s=hold,
+    )
+    busiest = _busiest(starts, hold)
+    print(f"{'redis' if shared else 'per-process'}: at most {busiest} in flight (cap {cap})")
+    if shared:
+        assert busiest <= cap
+    else:  # the control: each of the 3 workers holds up to the whole cap
+        assert busiest > cap

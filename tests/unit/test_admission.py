@@ -100,3 +100,27 @@ def test_a_backlog_deferred_at_the_cap_comes_back_at_the_service_rate() -> None:
     assert dues == sorted(dues)
     # 40 deliveries at 4 per 200 ms take about 2 s to come back, not all at once
     assert 1.8 * S <= dues[-1] - dues[0] <= 2.2 * S
+
+
+def test_a_breaker_opened_by_another_worker_is_honoured_here() -> None:
+    from hookcast.domain.breaker import BreakerConfig
+
+    config = ProjectConfig(
+        circuit_breaker=BreakerConfig(minimum_request_count=2, failure_threshold=50)
+    )
+    ep = endpoint()
+    a, b = health(cap=8), health(cap=8)
+    persisted = None
+    for _ in range(2):  # worker A sees the endpoint fail and trips its breaker
+        assert a.admit(ep, config, S).send
+    for _ in range(2):
+        outcome = a.finished(ep, config, S, False, 1000)
+        persisted = outcome.breaker or persisted
+    assert persisted is not None and persisted["state"] == "open"
+    # worker B claims a delivery: the endpoint row carries the persisted breaker
+    verdict = b.admit(endpoint(breaker=persisted), config, 2 * S)
+    assert not verdict.send and verdict.reason == "circuit breaker open"
+    assert verdict.defer_until_us >= persisted["opened_until_us"]
+    # and a stale open breaker (already past) is not adopted
+    c = health(cap=8)
+    assert c.admit(endpoint(breaker=persisted), config, persisted["opened_until_us"] + S).send

@@ -31,6 +31,8 @@ class EndpointRuntime:
     progress_us: int = 0
     #: the due time after the last one handed to a delivery deferred at the cap
     next_slot_us: float = 0.0
+    #: the persisted breaker last looked at (state, opened until)
+    seen_breaker: tuple[object, object] | None = None
     deferred_in_batch: int = 0
 
 
@@ -84,8 +86,13 @@ class EndpointHealth:
         for rt in self._state.values():
             rt.deferred_in_batch = 0
 
+    #: live worker processes sharing every endpoint's cap (from the Redis heartbeat)
+    workers: int = 1
+
     def cap(self, endpoint: Endpoint) -> int:
         cap = endpoint.max_in_flight or self._default_cap
+        if self.workers > 1:
+            cap = -(-cap // self.workers)
         return min(cap, self._max_share) if self._max_share > 0 else cap
 
     def admit(
@@ -114,6 +121,7 @@ class EndpointHealth:
             if retry_at is not None:
                 return self._spread(rt, retry_at, "endpoint rate limit")
             rt.bucket = bucket
+        self._adopt_shared_breaker(rt, endpoint, now_us)
         rt.breaker, admission = br.admit(rt.breaker, config.circuit_breaker, now_us)
         if not admission.allowed:
             return self._spread(rt, admission.retry_at_us or now_us, "circuit breaker open")
@@ -121,6 +129,29 @@ class EndpointHealth:
             rt.progress_us = now_us
         rt.in_flight += 1
         return Verdict(True)
+
+    @staticmethod
+    def _adopt_shared_breaker(rt: EndpointRuntime, endpoint: Endpoint, now_us: int) -> None:
+        """Another worker process opened this endpoint's breaker (it is persisted on every
+        transition and read with each claim): stop sending here too until it reopens."""
+        persisted = endpoint.breaker
+        if not persisted:
+            return
+        key = (persisted.get("state"), persisted.get("opened_until_us"))
+        if key == rt.seen_breaker:
+            return
+        rt.seen_breaker = key
+        shared = br.from_json(persisted)
+        until = shared.opened_until_us or 0
+        if (
+            shared.state is br.BreakerState.OPEN
+            and until > now_us
+            and (
+                rt.breaker.state is not br.BreakerState.OPEN
+                or (rt.breaker.opened_until_us or 0) < until
+            )
+        ):
+            rt.breaker = shared
 
     @staticmethod
     def _pace_us(rt: EndpointRuntime, now_us: int) -> float:

@@ -1,12 +1,17 @@
-"""Per-endpoint rate limits shared by every worker process, in Redis (``HOOKCAST_REDIS_URL``).
+"""What worker processes share through Redis (``HOOKCAST_REDIS_URL``): per-endpoint rate
+limits, and how many workers are alive, which divides each endpoint's concurrency cap.
 
 The same GCRA as :mod:`hookcast.domain.limits`, kept in Redis as one theoretical arrival
 time per endpoint, taken atomically by a Lua script on Redis's own clock (so workers on
 machines with skewed clocks agree). One round trip per claimed batch covers every
 rate-limited endpoint in it, whatever the number of deliveries.
 
-Without Redis each worker process enforces an endpoint's limit on its own (N workers may
-send up to N times the limit). If Redis stops answering, workers fall back to that local
+Each worker also beats a heartbeat every second into one sorted set; the number
+of live workers divides every endpoint's concurrency cap (rounded up, so N workers hold at
+most cap + N - 1 attempts to one endpoint at once).
+
+Without Redis each worker process enforces an endpoint's limit and cap on its own (N workers
+may send up to N times either). If Redis stops answering, workers fall back to that local
 limit and say so in the log, and use Redis again when it is back: delivery never stops
 because Redis did.
 """
@@ -69,12 +74,28 @@ class RateGrant:
     interval_us: int
 
 
+HEARTBEAT_S = 1.0
+_ALIVE_MS = 10_000
+
+# KEYS[1]: the workers' sorted set. ARGV: worker id, how long a heartbeat counts (ms).
+# Records this worker's beat (on Redis's clock), forgets silent ones, returns how many live.
+_BEAT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
+return redis.call('ZCARD', KEYS[1])
+"""
+
+
 class RedisRateLimiter:
     def __init__(self, url: str, prefix: str = "hookcast:rl:") -> None:
         import redis.asyncio as aioredis
 
         self._client: Any = aioredis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
         self._script: Any = self._client.register_script(_TAKE)
+        self._beat: Any = self._client.register_script(_BEAT)
         self._prefix = prefix
         self._down_until = 0.0
 
@@ -83,6 +104,19 @@ class RedisRateLimiter:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+    async def heartbeat(self, worker_id: str, workers_key: str = "hookcast:workers") -> int:
+        """Record that *worker_id* is alive; how many workers are (1 when Redis is down)."""
+        try:
+            return max(int(await self._beat(keys=[workers_key], args=[worker_id, _ALIVE_MS])), 1)
+        except Exception:
+            return 1
+
+    async def leave(self, worker_id: str, workers_key: str = "hookcast:workers") -> None:
+        try:
+            await self._client.zrem(workers_key, worker_id)
+        except Exception:
+            return
 
     async def take(self, asks: list[RateAsk]) -> dict[str, RateGrant] | None:
         """Grants per endpoint; None when Redis cannot be used (enforce locally then)."""

@@ -20,7 +20,7 @@ from hookcast.delivery.health import EndpointHealth
 from hookcast.delivery.health import Outcome as HealthOutcome
 from hookcast.delivery.meta import MetaEvents
 from hookcast.delivery.sender import Sender, SendResult
-from hookcast.delivery.shared import RateAsk, RateGrant, RedisRateLimiter
+from hookcast.delivery.shared import HEARTBEAT_S, RateAsk, RateGrant, RedisRateLimiter
 from hookcast.delivery.waker import Waker
 from hookcast.domain.config import ProjectConfig, StrategyConfig, StrategyType
 from hookcast.domain.ids import new_id
@@ -155,6 +155,31 @@ class Worker:
 
     async def run(self) -> None:
         log.info("worker.started", extra={"concurrency": self._opt.concurrency})
+        beat = asyncio.create_task(self._heartbeat()) if self._limiter is not None else None
+        try:
+            await self._loop()
+        finally:
+            if beat is not None:
+                beat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beat
+                if self._limiter is not None:
+                    await self._limiter.leave(self._token_prefix)
+        await self._drain()
+
+    async def _heartbeat(self) -> None:
+        """Count the live workers (Redis): each endpoint's cap is divided among them."""
+        assert self._limiter is not None
+        while not self._stopping.is_set():
+            workers = await self._limiter.heartbeat(self._token_prefix)
+            if workers != self._health.workers:
+                log.info("worker.peers", extra={"workers": workers})
+                self._health.workers = workers
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(HEARTBEAT_S):
+                    await self._stopping.wait()
+
+    async def _loop(self) -> None:
         while not self._stopping.is_set():
             free = self._opt.concurrency - len(self._inflight)
             if free <= 0:
@@ -173,7 +198,6 @@ class Worker:
                 await self._defer(deferrals)
             if len(claimed) < want:
                 await self._idle()
-        await self._drain()
 
     async def _claim(self, limit: int) -> list[ClaimedDelivery]:
         self._claims += 1
