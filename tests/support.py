@@ -19,6 +19,7 @@ from aiohttp import web
 
 from hookcast import bootstrap
 from hookcast.settings import Settings
+from hookcast.tracing import Tracing
 
 ADMIN_KEY = "test-admin-key-0123456789"
 
@@ -76,12 +77,12 @@ def make_settings(db_path: str, **overrides: Any) -> Settings:
 class Gateway:
     """hookcast in-process (API + worker), on its own loop thread."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, tracing: Tracing | None = None) -> None:
         self.settings = settings
         self.base = f"http://{settings.host}:{settings.port}"
         self._thread = LoopThread("gateway")
         bootstrap.run_migrations(settings)
-        self._running = self._thread.run(bootstrap.start(settings))
+        self._running = self._thread.run(bootstrap.start(settings, tracing=tracing))
 
     def stop(self) -> None:
         self._thread.run(bootstrap.stop(self._running))

@@ -32,6 +32,8 @@ from hookcast.settings import Settings
 from hookcast.store import migrate
 from hookcast.store.sqlite import SQLiteStore
 from hookcast.store.urls import is_postgres
+from hookcast.tracing import Tracing
+from hookcast.tracing import setup as setup_tracing
 
 log = logging.getLogger("hookcast")
 
@@ -82,9 +84,13 @@ class Running:
     #: the /metrics listener of a process without the API (HOOKCAST_METRICS_PORT)
     metrics_runner: web.AppRunner | None = None
     limiter: RedisRateLimiter | None = None
+    tracing: Tracing = field(default_factory=Tracing)
 
 
-async def start(settings: Settings, *, api: bool = True, worker: bool = True) -> Running:
+async def start(
+    settings: Settings, *, api: bool = True, worker: bool = True, tracing: Tracing | None = None
+) -> Running:
+    tracing = tracing or setup_tracing(settings.otel_enabled, settings.otel_exporter)
     store = build_store(settings)
     if api and not worker and isinstance(store, SQLiteStore):
         # an API-only process writes short group commits: on the loop thread they skip
@@ -102,7 +108,7 @@ async def start(settings: Settings, *, api: bool = True, worker: bool = True) ->
         fanout_waker.notify()
         batch_waker.notify()
 
-    running = Running(store, None, None, None, None, None)
+    running = Running(store, None, None, None, None, None, tracing=tracing)
     metrics = running.metrics
     if worker:
         sender = Sender(
@@ -129,6 +135,7 @@ async def start(settings: Settings, *, api: bool = True, worker: bool = True) ->
             metrics=metrics,
             meta=meta,
             limiter=running.limiter,
+            tracing=tracing,
         )
         running.worker_task = asyncio.create_task(running.worker.run())
         watcher = BroadcastWatcher(store, settings.poll_interval_s, metrics=metrics, meta=meta)
@@ -175,6 +182,7 @@ async def start(settings: Settings, *, api: bool = True, worker: bool = True) ->
             auth=Authenticator(store, settings.admin_api_key, rate_limit=settings.api_rate_limit),
             ingest=running.ingest,
             readiness=lambda: _readiness(settings, store),
+            tracing=tracing,
         )
         app = create_app(
             context,
@@ -236,6 +244,7 @@ async def stop(running: Running) -> None:
     if running.limiter is not None:
         with contextlib.suppress(Exception):
             await running.limiter.close()
+    running.tracing.shutdown()
     if running.metrics_runner is not None:
         await running.metrics_runner.cleanup()
     if running.sender is not None:

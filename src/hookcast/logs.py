@@ -5,11 +5,25 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from contextvars import ContextVar
 from typing import Any
 
 import orjson
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+
+#: the id of the API request being handled (set by the API middleware); every log line
+#: written while handling it carries it as ``request_id``
+request_id: ContextVar[str | None] = ContextVar("hookcast_request_id", default=None)
+
+
+class RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        rid = request_id.get()
+        if rid is not None and not hasattr(record, "request_id"):
+            record.request_id = rid
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -48,6 +62,7 @@ class TextFormatter(logging.Formatter):
 def configure(level: str, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(RequestIdFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

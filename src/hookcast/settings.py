@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     api_url: str = ""
     api_key: str = ""
 
+    #: OpenTelemetry tracing from each publish to every attempt (needs the ``otel`` extra);
+    #: ``otlp`` exports with the standard ``OTEL_EXPORTER_OTLP_*`` variables
+    otel_enabled: bool = False
+    otel_exporter: Literal["otlp", "console"] = "otlp"
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
 

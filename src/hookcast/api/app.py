@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from hookcast import dashboard
+from hookcast import dashboard, logs
 from hookcast.api.auth import RateLimitedError
 from hookcast.api.context import CTX, ApiContext, Route
 from hookcast.api.envelope import JSON, error, ok
@@ -50,7 +50,11 @@ _REQUEST_ID_PREFIX = new_id()[:16]
 @web.middleware
 async def envelope(request: web.Request, handler: _Handler) -> web.StreamResponse:
     """Every response is JSON: domain errors, aiohttp's own errors and bugs alike; API
-    requests with a body must send JSON (or no Content-Type)."""
+    requests with a body must send JSON (or no Content-Type). Each request has an id (the
+    caller's ``X-Request-ID`` when it sent a sane one): in the response header and on every
+    log line written while it is handled."""
+    rid = _request_id(request)
+    token = logs.request_id.set(rid)
     try:
         content_type = request.headers.get("Content-Type", "")
         if (
@@ -73,10 +77,17 @@ async def envelope(request: web.Request, handler: _Handler) -> web.StreamRespons
     except Exception:
         log.exception("api.unhandled", extra={"path": request.path})
         response = error("internal server error", 500)
-    response.headers["X-Request-ID"] = (
-        request.headers.get("X-Request-ID") or f"{_REQUEST_ID_PREFIX}{next(_request_ids):x}"
-    )
+    finally:
+        logs.request_id.reset(token)
+    response.headers["X-Request-ID"] = rid
     return response
+
+
+def _request_id(request: web.Request) -> str:
+    given = request.headers.get("X-Request-ID", "")
+    if 0 < len(given) <= 128 and given.isprintable():
+        return given
+    return f"{_REQUEST_ID_PREFIX}{next(_request_ids):x}"
 
 
 #: hostile-input limits on the request head: the guard answers JSON 431 above these; the

@@ -13,6 +13,7 @@ from aiohttp import web
 from hookcast.api.auth import Authenticator
 from hookcast.api.ingest import IngestQueue
 from hookcast.domain.ports import Store
+from hookcast.tracing import Tracing
 
 
 def _now_us() -> int:
@@ -27,6 +28,7 @@ class ApiContext:
     clock: Callable[[], int] = _now_us
     randbytes: Callable[[int], bytes] = os.urandom
     readiness: Callable[[], Awaitable[str | None]] | None = None
+    tracing: Tracing = field(default_factory=Tracing)
 
 
 CTX = web.AppKey("hookcast_ctx", ApiContext)

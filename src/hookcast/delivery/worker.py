@@ -33,11 +33,12 @@ from hookcast.domain.models import (
     Endpoint,
     EndpointStatus,
 )
-from hookcast.domain.outbound import build_request, loggable_headers
+from hookcast.domain.outbound import OutboundRequest, build_request, loggable_headers
 from hookcast.domain.outcome import Outcome, OutcomeKind, classify
 from hookcast.domain.ports import ClaimedDelivery, Completion, Deferral, Store
 from hookcast.domain.retry import decide_after_failure
 from hookcast.metrics import Metrics
+from hookcast.tracing import Tracing
 
 log = logging.getLogger("hookcast.worker")
 
@@ -122,8 +123,10 @@ class Worker:
         metrics: Metrics | None = None,
         meta: MetaEvents | None = None,
         limiter: RedisRateLimiter | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._store = store
+        self._tracing = tracing or Tracing()
         self._limiter = limiter
         self._sender = sender
         self._waker = waker
@@ -409,14 +412,37 @@ class Worker:
         )
         self._metrics.in_flight.inc()
         try:
-            result = await self._sender.send(
-                request.url, request.body, request.headers, float(endpoint.http_timeout)
-            )
+            if self._tracing.enabled:
+                result = await self._traced_send(cd, endpoint, request)
+            else:
+                result = await self._sender.send(
+                    request.url, request.body, request.headers, float(endpoint.http_timeout)
+                )
         finally:
             self._metrics.in_flight.dec()
         attempt = self._attempt(cd, request.url, loggable_headers(request), result)
         self._complete(cd, self._decide(cd, endpoint, config, result, attempt))
         self._next_waiting(endpoint.id)
+
+    async def _traced_send(
+        self, cd: ClaimedDelivery, endpoint: Endpoint, request: OutboundRequest
+    ) -> SendResult:
+        """One attempt in a span that continues the publish's trace; the endpoint gets the
+        attempt's own ``traceparent``."""
+        attributes: dict[str, str | int] = {
+            "hookcast.delivery_id": cd.delivery.id,
+            "hookcast.event_id": cd.delivery.event_id,
+            "hookcast.endpoint_id": endpoint.id,
+            "hookcast.attempt": cd.delivery.attempts,  # counted at the claim
+            "http.request.method": "POST",
+        }
+        with self._tracing.attempt(cd.event_headers, attributes) as span:
+            request.headers.update(span.headers)
+            result = await self._sender.send(
+                request.url, request.body, request.headers, float(endpoint.http_timeout)
+            )
+            span.result(result.status, result.error)
+            return result
 
     def _precheck(self, cd: ClaimedDelivery, now: int) -> Completion | None:
         """Deliveries that must not be sent: a final Completion for them, else None."""

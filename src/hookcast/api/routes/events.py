@@ -53,9 +53,18 @@ def _common(body: _EventBody) -> tuple[str, bytes]:
 
 
 def _new_event(
-    principal: Principal, project: Project, kind: EventKind, body: _EventBody, now: int, **kw: Any
+    principal: Principal,
+    project: Project,
+    kind: EventKind,
+    body: _EventBody,
+    now: int,
+    trace: dict[str, str],
+    **kw: Any,
 ) -> NewEvent:
     event_type, data = _common(body)
+    headers = _custom_headers(body.custom_headers)
+    if trace:  # tracing is on: the publish span's context travels with the event
+        headers = {k: v for k, v in headers.items() if k.lower() not in trace} | trace
     return NewEvent(
         id=new_id(),
         project_id=project.id,
@@ -63,7 +72,7 @@ def _new_event(
         event_type=event_type,
         data=data,
         parsed=body.data,
-        headers=_custom_headers(body.custom_headers),
+        headers=headers,
         idempotency_key=body.idempotency_key or "",
         api_key_id=principal.key_id,
         acknowledged_at_us=now,
@@ -113,8 +122,11 @@ async def create_event(request: web.Request) -> web.Response:
     endpoint_id = body.endpoint_id or body.app_id
     if not endpoint_id:
         raise ValidationError("please provide an endpoint ID")
-    ev = _new_event(principal, project, EventKind.SINGLE, body, c.clock(), endpoint_id=endpoint_id)
-    return _created(ev, await c.ingest.submit(ev), "Event queued successfully")
+    with c.tracing.publish(request.headers, "single", project.id) as trace:
+        ev = _new_event(
+            principal, project, EventKind.SINGLE, body, c.clock(), trace, endpoint_id=endpoint_id
+        )
+        return _created(ev, await c.ingest.submit(ev), "Event queued successfully")
 
 
 async def create_fanout_event(request: web.Request) -> web.Response:
@@ -123,8 +135,11 @@ async def create_fanout_event(request: web.Request) -> web.Response:
     body = validate(FanoutEvent, await json_body(request))
     if not body.owner_id:
         raise ValidationError("please provide an owner id")
-    ev = _new_event(principal, project, EventKind.FANOUT, body, c.clock(), owner_id=body.owner_id)
-    return _created(ev, await c.ingest.submit(ev), "Endpoint fanout event queued successfully")
+    with c.tracing.publish(request.headers, "fanout", project.id) as trace:
+        ev = _new_event(
+            principal, project, EventKind.FANOUT, body, c.clock(), trace, owner_id=body.owner_id
+        )
+        return _created(ev, await c.ingest.submit(ev), "Endpoint fanout event queued successfully")
 
 
 async def create_broadcast_event(request: web.Request) -> web.Response:
@@ -133,8 +148,9 @@ async def create_broadcast_event(request: web.Request) -> web.Response:
     c = ctx(request)
     principal, project = await c.auth.authorize(request, Permission.BROADCAST)
     body = validate(BroadcastEvent, await json_body(request))
-    ev = _new_event(principal, project, EventKind.BROADCAST, body, c.clock())
-    return _created(ev, await c.ingest.submit(ev), "Broadcast event created successfully")
+    with c.tracing.publish(request.headers, "broadcast", project.id) as trace:
+        ev = _new_event(principal, project, EventKind.BROADCAST, body, c.clock(), trace)
+        return _created(ev, await c.ingest.submit(ev), "Broadcast event created successfully")
 
 
 async def create_dynamic_event(request: web.Request) -> web.Response:
@@ -144,17 +160,19 @@ async def create_dynamic_event(request: web.Request) -> web.Response:
     if not body.url:
         raise ValidationError("please provide a url")
     url = validate_endpoint_url(body.url, require_https=project.config.ssl.enforce_secure_endpoints)
-    ev = _new_event(
-        principal,
-        project,
-        EventKind.DYNAMIC,
-        body,
-        c.clock(),
-        url=url,
-        secret=body.secret or generate_secret(c.randbytes),
-        event_types=tuple(t for t in (body.event_types or []) if t) or ("*",),
-    )
-    return _created(ev, await c.ingest.submit(ev), "Dynamic event created successfully")
+    with c.tracing.publish(request.headers, "dynamic", project.id) as trace:
+        ev = _new_event(
+            principal,
+            project,
+            EventKind.DYNAMIC,
+            body,
+            c.clock(),
+            trace,
+            url=url,
+            secret=body.secret or generate_secret(c.randbytes),
+            event_types=tuple(t for t in (body.event_types or []) if t) or ("*",),
+        )
+        return _created(ev, await c.ingest.submit(ev), "Dynamic event created successfully")
 
 
 def event_filter(request: web.Request) -> EventFilter:

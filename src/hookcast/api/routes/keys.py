@@ -4,6 +4,7 @@ grant included. Secrets are shown once, at creation; lists never carry them or t
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -17,6 +18,8 @@ from hookcast.api.envelope import ok
 from hookcast.api.params import json_body, validate
 from hookcast.api.schemas import ApiKeyBody
 from hookcast.domain.models import ApiKey, KeyRole
+
+audit = logging.getLogger("hookcast.audit")
 
 
 def key_json(key: ApiKey, now_us: int) -> dict[str, Any]:
@@ -36,7 +39,7 @@ def key_json(key: ApiKey, now_us: int) -> dict[str, Any]:
 
 async def create_api_key(request: web.Request) -> web.Response:
     c = ctx(request)
-    _, project = await c.auth.authorize(request, Permission.MANAGE)
+    principal, project = await c.auth.authorize(request, Permission.MANAGE)
     body = validate(ApiKeyBody, await json_body(request, required=False))
     expires = None
     if body.expires_in_days:
@@ -50,6 +53,16 @@ async def create_api_key(request: web.Request) -> web.Response:
         expires_at_us=expires,
         clock=c.clock,
         randbytes=c.randbytes,
+    )
+    audit.info(
+        "key.created",
+        extra={
+            "key_id": key.id,
+            "project_id": project.id,
+            "role": key.role.value,
+            "broadcast": key.can_broadcast,
+            "by_key_id": principal.key_id,
+        },
     )
     data = {
         "uid": key.id,
@@ -74,11 +87,15 @@ async def list_api_keys(request: web.Request) -> web.Response:
 
 async def revoke_api_key(request: web.Request) -> web.Response:
     c = ctx(request)
-    _, project = await c.auth.authorize(request, Permission.MANAGE)
+    principal, project = await c.auth.authorize(request, Permission.MANAGE)
     key = await admin.revoke_api_key(
         c.store, request.match_info["key_id"], project_id=project.id, clock=c.clock
     )
     c.auth.forget_key(key.id)  # at once here; other API processes within their 1 s cache
+    audit.info(
+        "key.revoked",
+        extra={"key_id": key.id, "project_id": project.id, "by_key_id": principal.key_id},
+    )
     return ok(key_json(key, c.clock()), "API key revoked successfully")
 
 

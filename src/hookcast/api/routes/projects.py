@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import Any
 
@@ -16,6 +17,8 @@ from hookcast.api.params import json_body, validate
 from hookcast.api.schemas import ProjectBody
 from hookcast.domain.errors import ValidationError
 from hookcast.domain.models import ApiKey
+
+audit = logging.getLogger("hookcast.audit")
 
 
 def _key_json(key: ApiKey, token: str) -> dict[str, Any]:
@@ -44,6 +47,7 @@ async def create_project(request: web.Request) -> web.Response:
         clock=c.clock,
         randbytes=c.randbytes,
     )
+    audit.info("project.created", extra={"project_id": project.id, "key_id": key.id})
     data = {"project": ser.project(project), "api_key": _key_json(key, token)}
     return ok(data, "Project created successfully", 201)
 
@@ -78,6 +82,7 @@ async def update_project(request: web.Request) -> web.Response:
     )
     await c.store.update_project(updated)
     c.auth.forget_project(project.id)
+    audit.info("project.updated", extra={"project_id": project.id})
     return ok(ser.project(updated), "Project updated successfully", 202)
 
 
@@ -87,6 +92,7 @@ async def delete_project(request: web.Request) -> web.Response:
     _, project = await c.auth.authorize(request, Permission.MANAGE)
     await c.store.delete_project(project.id)
     c.auth.forget_project(project.id)
+    audit.info("project.deleted", extra={"project_id": project.id})
     return ok(None, "Project deleted successfully")
 
 
