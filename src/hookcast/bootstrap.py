@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -42,12 +43,20 @@ def build_store(settings: Settings) -> Store:
     if is_postgres(settings.database_url):
         from hookcast.store.postgres import PostgresStore
 
-        return PostgresStore(settings.database_url)
+        return PostgresStore(settings.database_url, max_size=settings.pg_pool_max)
     return SQLiteStore(settings.database_url, synchronous=settings.sqlite_synchronous)
 
 
-def run_migrations(settings: Settings) -> str | None:
-    migrate.upgrade(settings.database_url)
+def run_migrations(settings: Settings, *, newer_ok: bool = True) -> str | None:
+    """Bring the schema to this version's head. A schema migrated by a newer hookcast is
+    left as it is when *newer_ok* (a process of the old version during a rolling upgrade
+    keeps running: migrations only add), else the error says what to do."""
+    try:
+        migrate.upgrade(settings.database_url)
+    except migrate.SchemaTooNewError as exc:
+        if not newer_ok:
+            raise
+        log.warning("schema.newer", extra={"detail": exc.message})
     return migrate.current_revision(settings.database_url)
 
 
@@ -181,7 +190,7 @@ async def start(
             store=store,
             auth=Authenticator(store, settings.admin_api_key, rate_limit=settings.api_rate_limit),
             ingest=running.ingest,
-            readiness=lambda: _readiness(settings, store),
+            readiness=Readiness(settings, store),
             tracing=tracing,
         )
         app = create_app(
@@ -213,15 +222,31 @@ async def _limiter(settings: Settings) -> RedisRateLimiter | None:
     return limiter
 
 
-async def _readiness(settings: Settings, store: Store) -> str | None:
-    try:
-        await store.list_projects()
-    except Exception as exc:
-        return f"database unreachable: {exc}"
-    current = await asyncio.to_thread(migrate.current_revision, settings.database_url)
-    if current != migrate.head_revision():
-        return f"schema at {current}, expected {migrate.head_revision()}: run `hookcast migrate`"
-    return None
+class Readiness:
+    """Why this process is not ready, or None: the database must answer, and its schema
+    must not be behind this version (a newer one is fine: a rolling upgrade migrated it).
+    A good schema check is remembered for a few seconds (it opens a connection)."""
+
+    SCHEMA_CHECK_S = 10.0
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self._url = settings.database_url
+        self._store = store
+        self._schema_ok_until = 0.0
+
+    async def __call__(self) -> str | None:
+        try:
+            await self._store.list_projects()
+        except Exception as exc:
+            return f"database unreachable: {exc}"
+        if time.monotonic() < self._schema_ok_until:
+            return None
+        current, state = await asyncio.to_thread(migrate.schema_state, self._url)
+        if state in ("behind", "empty"):
+            head = migrate.head_revision()
+            return f"schema at {current}, expected {head}: run `hookcast migrate`"
+        self._schema_ok_until = time.monotonic() + self.SCHEMA_CHECK_S
+        return None
 
 
 async def stop(running: Running) -> None:

@@ -55,6 +55,8 @@ async def _with_store(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> 
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    if args.no_worker and args.workers:
+        raise HookcastError("--no-worker and --workers N contradict each other: choose one")
     settings = _settings(args)
     logs.configure(settings.log_level, "text" if args.text_logs else settings.log_format)
     revision = bootstrap.run_migrations(settings)
@@ -87,7 +89,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    revision = bootstrap.run_migrations(settings)
+    revision = bootstrap.run_migrations(settings, newer_ok=False)
     _print(args, {"revision": revision}, f"schema is at revision {revision}")
     return 0
 

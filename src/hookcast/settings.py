@@ -51,6 +51,9 @@ class Settings(BaseSettings):
 
     #: deliveries in flight to one endpoint at once, unless the endpoint sets max_in_flight
     endpoint_max_in_flight: int = Field(default=64, ge=1)
+    #: connections per process in the PostgreSQL pool (worker processes open one more, to
+    #: LISTEN)
+    pg_pool_max: int = Field(default=10, ge=2, le=500)
     #: Redis for what worker processes share: per-endpoint rate limits (optional; without
     #: it each worker process enforces an endpoint's rate limit on its own)
     redis_url: str = ""
