@@ -34,6 +34,8 @@ class EndpointRuntime:
     #: the persisted breaker last looked at (state, opened until)
     seen_breaker: tuple[object, object] | None = None
     deferred_in_batch: int = 0
+    #: the claimed batch deferred_in_batch counts for
+    batch: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,7 @@ class EndpointHealth:
         self._lease_margin_us = lease_margin_us
         self._rand = rand
         self._state: dict[str, EndpointRuntime] = {}
+        self._batch = 0
 
     def runtime(self, endpoint: Endpoint) -> EndpointRuntime:
         rt = self._state.get(endpoint.id)
@@ -83,8 +86,8 @@ class EndpointHealth:
             del self._state[key]
 
     def new_batch(self) -> None:
-        for rt in self._state.values():
-            rt.deferred_in_batch = 0
+        """A new claimed batch: per-batch counts start again (lazily, per endpoint seen)."""
+        self._batch += 1
 
     #: live worker processes sharing every endpoint's cap (from the Redis heartbeat)
     workers: int = 1
@@ -188,6 +191,8 @@ class EndpointHealth:
         return Verdict(False, int(due + self._rand() * pace / 4), why)
 
     def _spread(self, rt: EndpointRuntime, at_us: int, why: str) -> Verdict:
+        if rt.batch != self._batch:
+            rt.batch, rt.deferred_in_batch = self._batch, 0
         rt.deferred_in_batch += 1
         return Verdict(False, at_us + rt.deferred_in_batch * 1000 + int(self._rand() * 5000), why)
 
