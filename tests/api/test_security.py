@@ -370,3 +370,27 @@ def test_admin_key_is_rate_limited_like_any_key(limited: Gateway) -> None:
     codes = [limited.admin("GET", "/api/v1/projects").status_code for _ in range(20)]
     assert 429 in codes and codes[0] == 200
     assert ADMIN_KEY not in limited.admin("GET", "/api/v1/projects").text
+
+
+async def test_a_5xx_tells_the_request_id_and_keeps_the_database_words_in_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from hookcast.api.app import envelope
+    from hookcast.domain.errors import StoreError
+
+    async def broken(request: web.Request) -> web.Response:
+        raise StoreError('relation "deliveries" does not exist; host db.internal user admin')
+
+    app = web.Application(middlewares=[envelope])
+    app.router.add_get("/api/v1/broken", broken)
+    async with TestClient(TestServer(app)) as client:
+        r = await client.get("/api/v1/broken", headers={"X-Request-ID": "req-500"})
+        body = await r.json()
+    assert r.status == 500 and body["status"] is False
+    assert body["message"] == "internal error: see the server log for request req-500"
+    assert "db.internal" not in str(body)
+    logged = [rec for rec in caplog.records if rec.msg == "api.error"]
+    assert logged and logged[0].exc_info is not None

@@ -70,13 +70,16 @@ async def envelope(request: web.Request, handler: _Handler) -> web.StreamRespons
             response = await handler(request)
     except HookcastError as exc:
         if exc.status_code >= 500:
+            # the detail (a database's own words) goes to the log, not to the caller
             log.exception("api.error", extra={"path": request.path})
-        response = error(exc.message, exc.status_code)
+            response = error(f"internal error: see the server log for request {rid}", 500)
+        else:
+            response = error(exc.message, exc.status_code)
     except web.HTTPException as exc:
         response = error(_http_message(request, exc), exc.status, headers=_allow(exc))
     except Exception:
         log.exception("api.unhandled", extra={"path": request.path})
-        response = error("internal server error", 500)
+        response = error(f"internal error: see the server log for request {rid}", 500)
     finally:
         logs.request_id.reset(token)
     response.headers["X-Request-ID"] = rid
