@@ -1353,6 +1353,8 @@ class _Ingest:
         self.used_keys: set[tuple[str, str]] = set()
         self.endpoint_cache: dict[tuple[str, str], Endpoint | None] = {}
         self.subs_cache: dict[str, list[Subscription]] = {}
+        #: the endpoints of each (project, owner) fanned out to in this batch
+        self.owner_cache: dict[tuple[str, str], list[Endpoint]] = {}
 
     async def run(self, batch: Sequence[NewEvent]) -> list[IngestResult]:
         await self._prepare(batch)
@@ -1387,7 +1389,19 @@ class _Ingest:
                 self.endpoint_cache[(project_id, endpoint_id)] = (
                     ep if ep is not None and ep.project_id == project_id else None
                 )
+        owners = {(ev.project_id, ev.owner_id or "") for ev in batch if ev.kind is EventKind.FANOUT}
+        if owners:  # every owner's endpoints in one query, not one per event
+            self.owner_cache = {key: [] for key in owners}
+            for r in await self.c.fetch(
+                f"SELECT {_ENDPOINT_COLS} FROM endpoints JOIN unnest($1::text[], $2::text[]) "
+                "AS k(kp, ko) ON project_id = k.kp AND owner_id = k.ko ORDER BY id",
+                [p for p, _ in owners],
+                [o for _, o in owners],
+            ):
+                ep = _endpoint(_seq(r))
+                self.owner_cache[(ep.project_id, ep.owner_id)].append(ep)
         known = [ep.id for ep in self.endpoint_cache.values() if ep is not None]
+        known += [ep.id for eps in self.owner_cache.values() for ep in eps]
         await self._subscriptions(known)
         unsubscribed = [eid for eid in known if not self.subs_cache[eid]]
         keys = [_lock_key("sub", eid) for eid in unsubscribed]
@@ -1455,13 +1469,8 @@ class _Ingest:
                 raise ValidationError("endpoint not found in this project")
             return await self._route([endpoint], ev, auto_subscribe=True)
         if ev.kind is EventKind.FANOUT:
-            rows = await self.c.fetch(
-                f"SELECT {_ENDPOINT_COLS} FROM endpoints WHERE project_id = $1 "
-                "AND owner_id = $2 ORDER BY id",
-                ev.project_id,
-                ev.owner_id,
-            )
-            return await self._route([_endpoint(_seq(r)) for r in rows], ev, auto_subscribe=False)
+            endpoints = self.owner_cache.get((ev.project_id, ev.owner_id or ""), [])
+            return await self._route(endpoints, ev, auto_subscribe=False)
         if ev.kind is EventKind.DYNAMIC:
             endpoint = await self._dynamic_endpoint(ev)
             return await self._route([endpoint], ev, auto_subscribe=False)

@@ -1447,6 +1447,8 @@ class _Ingest:
         self.broadcasts = 0
         self.endpoint_cache: dict[tuple[str, str], Endpoint | None] = {}
         self.subs_cache: dict[str, list[Subscription]] = {}
+        #: the endpoints of each (project, owner) fanned out to in this batch
+        self.owner_cache: dict[tuple[str, str], list[Endpoint]] = {}
 
     def run(self, batch: Sequence[NewEvent]) -> list[IngestResult]:
         results = []
@@ -1507,12 +1509,16 @@ class _Ingest:
                 raise ValidationError("endpoint not found in this project")
             return self._route([endpoint], ev, auto_subscribe=True)
         if ev.kind is EventKind.FANOUT:
-            rows = self.c.execute(
-                f"SELECT {_ENDPOINT_COLS} FROM endpoints WHERE project_id = ? AND owner_id = ? "
-                "ORDER BY id",
-                (ev.project_id, ev.owner_id),
-            ).fetchall()
-            return self._route([_endpoint(r) for r in rows], ev, auto_subscribe=False)
+            key = (ev.project_id, ev.owner_id or "")
+            endpoints = self.owner_cache.get(key)
+            if endpoints is None:  # once per owner and batch
+                rows = self.c.execute(
+                    f"SELECT {_ENDPOINT_COLS} FROM endpoints WHERE project_id = ? "
+                    "AND owner_id = ? ORDER BY id",
+                    key,
+                ).fetchall()
+                endpoints = self.owner_cache[key] = [_endpoint(r) for r in rows]
+            return self._route(endpoints, ev, auto_subscribe=False)
         if ev.kind is EventKind.DYNAMIC:
             endpoint = self._dynamic_endpoint(ev)
             return self._route([endpoint], ev, auto_subscribe=False)
