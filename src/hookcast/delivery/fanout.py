@@ -51,6 +51,10 @@ class FanoutSummary:
     seconds: float
 
 
+#: the size of a fan-out's first chunk (then doubling up to FanoutOptions.chunk)
+FIRST_CHUNK = 100
+
+
 class FanoutRunner:
     def __init__(
         self,
@@ -101,9 +105,12 @@ class FanoutRunner:
         matched = skipped = scanned = chunks = 0
         log.info("broadcast.fanout_started", extra={"event_id": job.event_id})
         while not self._stopping.is_set():
+            # slow start: small first chunks get the first deliveries going at once, then
+            # chunks double up to the configured size (fewer, larger transactions)
+            limit = min(self._opt.chunk, FIRST_CHUNK << min(chunks, 16))
             try:
                 result = await self._store.write_fanout_chunk(
-                    job, limit=self._opt.chunk, now_us=self._clock(), lease_us=self._lease_us()
+                    job, limit=limit, now_us=self._clock(), lease_us=self._lease_us()
                 )
             except LeaseLostError:
                 log.warning("broadcast.lease_lost", extra={"event_id": job.event_id})
