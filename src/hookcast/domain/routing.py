@@ -18,7 +18,7 @@ from hookcast.domain.filters import (
     compile_subscription_filter,
     safe_matches,
 )
-from hookcast.domain.models import Subscription
+from hookcast.domain.models import EventKind, EventStatus, Subscription
 
 _CACHE_SIZE = 50_000
 
@@ -85,3 +85,17 @@ def strategy_for(sub: Subscription, project: StrategyConfig) -> StrategyConfig:
         retry_count=int(rc.get("retry_count", project.retry_count)),
         max_retry_seconds=project.max_retry_seconds,
     )
+
+
+def initial_event_status(
+    kind: EventKind, *, duplicate: bool, routed: bool
+) -> tuple[EventStatus, str, bool]:
+    """An event's status when it is stored, the reason shown with it, and whether a
+    broadcast fan-out is due for it. *routed*: it got at least one delivery."""
+    if duplicate:
+        return EventStatus.SUCCESS, "duplicate event: not delivered", False
+    if kind is EventKind.BROADCAST:
+        return EventStatus.PENDING, "", True
+    if routed:
+        return EventStatus.SUCCESS, "", False
+    return EventStatus.FAILURE, "no subscription matched this event", False

@@ -74,7 +74,13 @@ from hookcast.domain.ports import (
     delivery_filter_from_json,
     event_filter_from_json,
 )
-from hookcast.domain.routing import FilterCache, first_match, group_by_endpoint, strategy_for
+from hookcast.domain.routing import (
+    FilterCache,
+    first_match,
+    group_by_endpoint,
+    initial_event_status,
+    strategy_for,
+)
 
 # the row mapping is shared with the embedded store: the same columns, the same values
 from hookcast.store.sqlite import (
@@ -1595,15 +1601,10 @@ class _Ingest:
 
     def _add_event(self, ev: NewEvent, endpoint_ids: list[str], *, duplicate: bool) -> None:
         now = ev.acknowledged_at_us
-        fanout_due = None
-        if duplicate:
-            status, reason = EventStatus.SUCCESS, "duplicate event: not delivered"
-        elif ev.kind is EventKind.BROADCAST:
-            status, reason, fanout_due = EventStatus.PENDING, "", now
-        elif endpoint_ids:
-            status, reason = EventStatus.SUCCESS, ""
-        else:
-            status, reason = EventStatus.FAILURE, "no subscription matched this event"
+        status, reason, fan_out = initial_event_status(
+            ev.kind, duplicate=duplicate, routed=bool(endpoint_ids)
+        )
+        fanout_due = now if fan_out else None
         self.event_rows.append(
             (
                 ev.id,
