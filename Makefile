@@ -28,7 +28,8 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	HOOKCAST_ALLOWED_NETWORKS=$${HOOKCAST_ALLOWED_NETWORKS-127.0.0.0/8,::1/128} $(VENV)/bin/hookcast serve $(ARGS)
 
-test: $(STAMP)
+# the suite drives Debian's chromium (the dashboard test): installed first if missing
+test: $(STAMP) browser
 	$(PY) -m pytest $(ARGS)
 
 lint: $(STAMP)
