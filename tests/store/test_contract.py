@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -25,7 +24,6 @@ from hookcast.domain.models import (
 )
 from hookcast.domain.paging import Direction, PageRequest
 from hookcast.domain.ports import Completion, DeliveryFilter, EventFilter, NewEvent, Store
-from hookcast.store import migrate
 
 NOW = 1_800_000_000_000_000  # a fixed clock, in microseconds
 LEASE = 5_000_000
@@ -353,33 +351,3 @@ async def test_cursor_pagination_walks_forward_and_back(store: Store) -> None:
     assert [e.id for e in first.items] == newest_first[:3] and not first.has_prev_page
     asc = await store.list_endpoints(pid, None, None, PageRequest(per_page=10, descending=False))
     assert [e.id for e in asc.items] == [e.id for e in eps]
-
-
-async def test_sqlite_syncs_ingest_fully_and_worker_bookkeeping_normally(
-    tmp_path: Path,
-) -> None:
-    """What a 2xx promises (the event and its deliveries) is synced with FULL; claims and
-    completions with NORMAL (at-least-once survives losing them to a power cut)."""
-    from hookcast.store.sqlite import SQLiteStore
-
-    url = f"sqlite:///{tmp_path / 'sync.db'}"
-    migrate.upgrade(url)
-    s = SQLiteStore(url, synchronous="FULL")
-    await s.open()
-    try:
-
-        async def level() -> int:
-            row = await s._writer.run(lambda c: c.execute("PRAGMA synchronous").fetchone())
-            return int(row[0])
-
-        assert await level() == 2  # FULL
-        await _one_delivery(s)
-        assert await level() == 2  # the ingest ran at FULL
-        (cd,) = await claim(s, "t1")
-        assert await level() == 1  # the claim at NORMAL
-        await s.complete([done(cd)], NOW)
-        assert await level() == 1
-        await _one_delivery(s)
-        assert await level() == 2  # back to FULL for the next ingest
-    finally:
-        await s.close()

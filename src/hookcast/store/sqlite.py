@@ -101,8 +101,6 @@ class _DbThread:
         #: run on the event loop's own thread: no hop and no GIL hand-offs, at the price
         #: of blocking the loop for the (short, batched) transaction
         self.inline = False
-        #: the connection's current PRAGMA synchronous
-        self.level = synchronous
 
     def _open(self) -> None:
         self.conn = connect(self._path, synchronous=self._synchronous)
@@ -476,7 +474,6 @@ class SQLiteStore:
 
     def __init__(self, url: str, *, synchronous: str = "FULL") -> None:
         self.path = sqlite_path(url)
-        self._synchronous = synchronous
         self._writer = _DbThread(self.path, "hookcast-db-write", synchronous)
         self.inline_writes = False  # set before open(); see _DbThread.inline
         self._reader = _DbThread(self.path, "hookcast-db-read", synchronous)
@@ -495,20 +492,8 @@ class SQLiteStore:
         await self._writer.stop()
         await self._reader.stop()
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
-        """One write transaction. *durable* ones (everything a 2xx promises: events and
-        their deliveries, configuration) sync with the configured ``synchronous`` level.
-        The worker's own bookkeeping (claims, completions with their attempt rows,
-        deferrals, releases) commits with ``NORMAL``: safe against a process crash; after
-        a power loss its last moments may be undone, so a delivery is leased again and
-        sent again, which at-least-once allows. WAL frames are synced in order, so a
-        durable commit also makes every earlier bookkeeping commit durable."""
-        level = self._synchronous if durable else "NORMAL"
-
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def tx(conn: sqlite3.Connection) -> T:
-            if self._writer.level != level:
-                conn.execute(f"PRAGMA synchronous={level}")
-                self._writer.level = level
             conn.execute("BEGIN IMMEDIATE")
             result = fn(conn)
             conn.execute("COMMIT")
@@ -855,9 +840,7 @@ class SQLiteStore:
         self, *, now_us: int, limit: int, lease_us: int, lease_token: str
     ) -> list[ClaimedDelivery]:
         """Lease up to *limit* due deliveries (expired leases included) in one transaction."""
-        return await self._write(
-            lambda c: self._claim(c, now_us, limit, lease_us, lease_token), durable=False
-        )
+        return await self._write(lambda c: self._claim(c, now_us, limit, lease_us, lease_token))
 
     def _claim(
         self, c: sqlite3.Connection, now_us: int, limit: int, lease_us: int, token: str
@@ -977,7 +960,7 @@ class SQLiteStore:
                     )
             return updated
 
-        return await self._write(run, durable=False)
+        return await self._write(run)
 
     async def release(self, leases: Sequence[tuple[str, str]], now_us: int) -> int:
         """Give back leases without an attempt (shutdown): due now, attempt not counted."""
@@ -993,7 +976,7 @@ class SQLiteStore:
                 ).rowcount
             return n
 
-        return await self._write(run, durable=False)
+        return await self._write(run)
 
     async def defer(self, deferrals: Sequence[Deferral], now_us: int) -> int:
         """Give leases back unspent: the attempt counted at the claim is undone."""
@@ -1016,7 +999,7 @@ class SQLiteStore:
                 ).rowcount
             return n
 
-        return await self._write(run, durable=False)
+        return await self._write(run)
 
     async def disable_endpoint(
         self, endpoint_id: str, reason: str, probe_at_us: int | None, now_us: int
