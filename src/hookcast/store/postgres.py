@@ -78,11 +78,11 @@ from hookcast.domain.routing import (
     FilterCache,
     first_match,
     group_by_endpoint,
-    initial_event_status,
     strategy_for,
 )
 
 # the row mapping is shared with the embedded store: the same columns, the same values
+from hookcast.store.rows import delivery_row, event_row
 from hookcast.store.sqlite import (
     _ATTEMPT_COLS,
     _DELIVERY_COLS,
@@ -1600,60 +1600,11 @@ class _Ingest:
         return endpoint
 
     def _add_event(self, ev: NewEvent, endpoint_ids: list[str], *, duplicate: bool) -> None:
-        now = ev.acknowledged_at_us
-        status, reason, fan_out = initial_event_status(
-            ev.kind, duplicate=duplicate, routed=bool(endpoint_ids)
-        )
-        fanout_due = now if fan_out else None
-        self.event_rows.append(
-            (
-                ev.id,
-                ev.project_id,
-                ev.kind.value,
-                ev.event_type,
-                ev.data,
-                _json(ev.headers),
-                ev.idempotency_key,
-                duplicate,
-                _json(endpoint_ids),
-                status.value,
-                reason,
-                ev.api_key_id,
-                ev.owner_id,
-                None,
-                fanout_due,
-                now,
-                now,
-                now,
-            )
-        )
+        row = event_row(ev, endpoint_ids, duplicate=duplicate)
+        self.event_rows.append(row)
 
     def _add_delivery(self, ev: NewEvent, endpoint: Endpoint, sub: Subscription) -> None:
-        now = ev.acknowledged_at_us
-        # disabled endpoints keep their deliveries (held); paused ones discard, as Convoy
-        status = "Discarded" if endpoint.status is EndpointStatus.PAUSED else "Scheduled"
-        due = HELD_US if endpoint.status is EndpointStatus.INACTIVE else now
-        s = strategy_for(sub, ev.strategy)
-        self.delivery_rows.append(
-            (
-                new_id(),
-                ev.project_id,
-                ev.id,
-                endpoint.id,
-                sub.id,
-                ev.event_type,
-                status,
-                sub.delivery_mode.value,
-                ev.idempotency_key,
-                s.retry_count,
-                s.type.value,
-                s.duration,
-                s.max_retry_seconds,
-                due,
-                now,
-                now,
-            )
-        )
+        self.delivery_rows.append(delivery_row(ev, endpoint, sub))
 
 
 # ---------------------------------------------------------------- broadcast fan-out
