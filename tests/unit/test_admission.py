@@ -124,3 +124,35 @@ def test_a_breaker_opened_by_another_worker_is_honoured_here() -> None:
     # and a stale open breaker (already past) is not adopted
     c = health(cap=8)
     assert c.admit(endpoint(breaker=persisted), config, persisted["opened_until_us"] + S).send
+
+
+def test_a_breaker_closed_by_another_workers_probe_lets_this_one_send_again() -> None:
+    from hookcast.domain.breaker import BreakerConfig
+
+    config = ProjectConfig(
+        circuit_breaker=BreakerConfig(minimum_request_count=2, failure_threshold=50)
+    )
+    ep = endpoint()
+    a, b = health(cap=8), health(cap=8)
+    opened = None
+    for _ in range(2):
+        assert a.admit(ep, config, S).send
+    for _ in range(2):
+        opened = a.finished(ep, config, S, False, 1000).breaker or opened
+    assert opened is not None
+    assert not b.admit(endpoint(breaker=opened), config, 2 * S).send  # b follows a: open
+    # later, a's half-open probe succeeds and a persists the closed breaker
+    due = opened["opened_until_us"]
+    assert a.admit(ep, config, due).send
+    closed = a.finished(ep, config, due, True, 1000).breaker
+    assert closed is not None and closed["state"] == "closed"
+    # b sends again at once, freely: not one half-open probe at a time
+    assert all(b.admit(endpoint(breaker=closed), config, due + 1).send for _ in range(3))
+    # (without a's close, b would be half-open and let only its one probe through)
+    c = health(cap=8)
+    assert not c.admit(endpoint(breaker=opened), config, 2 * S).send
+    assert [c.admit(endpoint(breaker=opened), config, due + 1).send for _ in range(3)] == [
+        True,
+        False,
+        False,
+    ]

@@ -135,16 +135,25 @@ class EndpointHealth:
 
     @staticmethod
     def _adopt_shared_breaker(rt: EndpointRuntime, endpoint: Endpoint, now_us: int) -> None:
-        """Another worker process opened this endpoint's breaker (it is persisted on every
-        transition and read with each claim): stop sending here too until it reopens."""
+        """Follow what other worker processes decided about this endpoint's breaker (it is
+        persisted on every transition and read with each claim): one that opened it stops
+        sending here too, until it is due again; one whose probe closed it lets this
+        worker send again at once."""
         persisted = endpoint.breaker
         if not persisted:
             return
         key = (persisted.get("state"), persisted.get("opened_until_us"))
         if key == rt.seen_breaker:
             return
-        rt.seen_breaker = key
+        first_sight, rt.seen_breaker = rt.seen_breaker is None, key
         shared = br.from_json(persisted)
+        if (
+            shared.state is br.BreakerState.CLOSED
+            and rt.breaker.state is not br.BreakerState.CLOSED
+            and not first_sight  # a change seen since: someone closed it after we looked
+        ):
+            rt.breaker = shared
+            return
         until = shared.opened_until_us or 0
         if (
             shared.state is br.BreakerState.OPEN
