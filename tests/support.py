@@ -74,6 +74,23 @@ def make_settings(db_path: str, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+def new_project(base: str, name: str, config: dict[str, Any] | None = None) -> tuple[str, str]:
+    """Create a project through the API of the gateway at *base* with the admin key: its
+    id and its first key."""
+    body: dict[str, Any] = {"name": name}
+    if config:
+        body["config"] = config
+    r = requests.post(
+        base + "/api/v1/projects",
+        json=body,
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        timeout=10,
+    )
+    assert r.status_code == 201, r.text
+    data = r.json()["data"]
+    return data["project"]["uid"], data["api_key"]["key"]
+
+
 class Gateway:
     """hookcast in-process (API + worker), on its own loop thread."""
 
@@ -93,13 +110,7 @@ class Gateway:
         return requests.request(method, self.base + path, headers=headers, timeout=10, **kw)
 
     def create_project(self, name: str = "test", config: dict[str, Any] | None = None) -> Project:
-        body: dict[str, Any] = {"name": name}
-        if config:
-            body["config"] = config
-        r = self.admin("POST", "/api/v1/projects", json=body)
-        assert r.status_code == 201, r.text
-        data = r.json()["data"]
-        return Project(self, data["project"]["uid"], data["api_key"]["key"])
+        return Project(self, *new_project(self.base, name, config))
 
 
 @dataclass

@@ -133,6 +133,33 @@ async def start_batch(client: ApiClient, project_id: str, kind: str, query: dict
     return job_id
 
 
+#: what one poll tells: (done, total or None, note, finished), from the polled document
+Reading = tuple[int, "int | None", str, bool]
+
+
+async def _follow(
+    client: ApiClient,
+    path: str,
+    read: Callable[[Any], Reading],
+    on_progress: OnProgress,
+    still: str,
+    *,
+    interval_s: float,
+    timeout_s: float,
+) -> Any:
+    """Poll *path* until *read* says it is finished (or *timeout_s*, 0 = no limit),
+    reporting each reading; the last document."""
+    deadline = time.monotonic() + timeout_s if timeout_s > 0 else None
+    while True:
+        doc = await client.call("GET", path)
+        done, total, note, finished = read(doc)
+        on_progress(done, total, note)
+        if finished:
+            return doc
+        _check(deadline, timeout_s, still)
+        await asyncio.sleep(_pause(interval_s, deadline))
+
+
 async def wait_batch(
     client: ApiClient,
     project_id: str,
@@ -143,19 +170,25 @@ async def wait_batch(
     timeout_s: float = 0.0,
 ) -> dict[str, Any]:
     """Poll a batch job until it is done (or *timeout_s*, 0 = no limit); the final job."""
-    deadline = time.monotonic() + timeout_s if timeout_s > 0 else None
     path = f"/api/v1/projects/{project_id}/batch-jobs/{job_id}"
-    while True:
-        job = await client.call("GET", path)
+
+    def read(job: Any) -> Reading:
         if not isinstance(job, dict):
             raise ApiClientError(f"GET {path}: not a batch job")
-        total = job.get("total") or None
         note = f"requeued {job.get('requeued', 0):,}"
-        on_progress(int(job.get("processed", 0)), total, note)
-        if job.get("status") == "done":
-            return job
-        _check(deadline, timeout_s, f"batch job {job_id} is still running")
-        await asyncio.sleep(_pause(interval_s, deadline))
+        done = job.get("status") == "done"
+        return int(job.get("processed", 0)), job.get("total") or None, note, done
+
+    job = await _follow(
+        client,
+        path,
+        read,
+        on_progress,
+        f"batch job {job_id} is still running",
+        interval_s=interval_s,
+        timeout_s=timeout_s,
+    )
+    return job  # type: ignore[no-any-return]
 
 
 async def wait_broadcast(
@@ -168,10 +201,8 @@ async def wait_broadcast(
     timeout_s: float = 0.0,
 ) -> dict[str, Any]:
     """Poll a broadcast until every delivery it wrote is final; its progress document."""
-    deadline = time.monotonic() + timeout_s if timeout_s > 0 else None
-    path = f"/api/v1/projects/{project_id}/events/{event_id}"
-    while True:
-        event = await client.call("GET", path)
+
+    def read(event: Any) -> Reading:
         progress = event.get("broadcast") if isinstance(event, dict) else None
         if not isinstance(progress, dict):
             raise ApiClientError(f"event {event_id} is not a broadcast")
@@ -183,11 +214,19 @@ async def wait_broadcast(
             note += f"  retrying {progress['retrying']:,}"
         if not fanout_done:
             note += f"  (fan-out: {written:,} written)"
-        on_progress(final, written if fanout_done else None, note)
-        if fanout_done and final >= written:
-            return progress
-        _check(deadline, timeout_s, f"broadcast {event_id} is still being delivered")
-        await asyncio.sleep(_pause(interval_s, deadline))
+        total = written if fanout_done else None
+        return final, total, note, fanout_done and final >= written
+
+    event = await _follow(
+        client,
+        f"/api/v1/projects/{project_id}/events/{event_id}",
+        read,
+        on_progress,
+        f"broadcast {event_id} is still being delivered",
+        interval_s=interval_s,
+        timeout_s=timeout_s,
+    )
+    return event["broadcast"]  # type: ignore[no-any-return]
 
 
 # ------------------------------------------------------------------ tail

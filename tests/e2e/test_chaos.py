@@ -25,12 +25,12 @@ import pytest
 import requests
 
 from support import (
-    ADMIN_KEY,
     Behaviour,
     Received,
     Receiver,
     ServerProcess,
     free_port,
+    new_project,
     wait_until,
 )
 
@@ -99,15 +99,7 @@ def _describe(db: str, event_ids: list[str]) -> dict[str, object]:
 
 
 def _setup(base: str, receiver: Receiver) -> tuple[str, str, list[str]]:
-    r = requests.post(
-        base + "/api/v1/projects",
-        json={"name": "chaos"},
-        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-        timeout=10,
-    )
-    assert r.status_code == 201, r.text
-    data = r.json()["data"]
-    pid, key = data["project"]["uid"], data["api_key"]["key"]
+    pid, key = new_project(base, "chaos")
     endpoints = []
     for path, delay in PATHS.items():
         receiver.behave(path, Behaviour(delay_s=delay))

@@ -29,7 +29,7 @@ import pytest
 import requests
 
 from pg_support import fresh_database
-from support import ADMIN_KEY, Behaviour, Receiver, free_port, wait_until
+from support import ADMIN_KEY, Behaviour, Receiver, free_port, new_project, wait_until
 
 CONCURRENCY = 32  # per worker process: bounds what the killed worker had in flight
 LEASE_MARGIN_S = 2
@@ -165,15 +165,7 @@ def _start_all(procs: list[Proc], new: list[Proc], timeout: float = 30.0) -> Non
 
 
 def _setup(base: str, receiver: Receiver) -> tuple[str, str, list[str]]:
-    r = requests.post(
-        base + "/api/v1/projects",
-        json={"name": "scaleout"},
-        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-        timeout=10,
-    )
-    assert r.status_code == 201, r.text
-    data = r.json()["data"]
-    pid, key = data["project"]["uid"], data["api_key"]["key"]
+    pid, key = new_project(base, "scaleout")
     endpoints = []
     for path, delay in PATHS.items():
         receiver.behave(path, Behaviour(delay_s=delay))

@@ -20,7 +20,7 @@ import redis
 from hookcast import bootstrap
 from hookcast.delivery.shared import RateAsk, RedisRateLimiter
 from pg_support import fresh_database
-from support import ADMIN_KEY, Behaviour, Gateway, LoopThread, Project, Receiver, make_settings
+from support import Behaviour, Gateway, LoopThread, Project, Receiver, make_settings, new_project
 
 REDIS_URL = os.environ.get("HOOKCAST_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
@@ -134,7 +134,7 @@ def _run_three_workers(
     path = f"/limited-{'shared' if shared else 'local'}-{len(endpoint)}"
     fields = endpoint or {"rate_limit": LIMIT, "rate_limit_duration": PERIOD}
     try:
-        project = Project(gateway, *_project(gateway))
+        project = Project(gateway, *new_project(gateway.base, "limits"))
         ep = project.endpoint(receiver.url + path, **fields)
         if delay is not None:
             receiver.behave(path, Behaviour(delay_s=float(str(delay))))
@@ -149,20 +149,6 @@ def _run_three_workers(
         api.run(bootstrap.stop(running))
         api.close()
         assert codes == [0, 0, 0], "a worker did not stop cleanly on SIGTERM"
-
-
-def _project(gateway: Gateway) -> tuple[str, str]:
-    import requests
-
-    r = requests.post(
-        gateway.base + "/api/v1/projects",
-        json={"name": "limits"},
-        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-        timeout=10,
-    )
-    assert r.status_code == 201, r.text
-    data = r.json()["data"]
-    return data["project"]["uid"], data["api_key"]["key"]
 
 
 def _worst_excess(times: list[float]) -> float:

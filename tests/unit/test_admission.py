@@ -9,36 +9,15 @@ from typing import Any
 
 from hookcast.delivery.health import EndpointHealth
 from hookcast.domain.config import ProjectConfig
-from hookcast.domain.models import Endpoint, EndpointStatus
+from hookcast.domain.models import Endpoint
+from unit.factories import make_endpoint
 
 S = 1_000_000
 CONFIG = ProjectConfig()
 
 
 def endpoint(eid: str = "E", **kw: Any) -> Endpoint:
-    fields: dict[str, Any] = dict(
-        id=eid,
-        project_id="P",
-        owner_id="",
-        name=eid,
-        url="https://example.com/hook",
-        description="",
-        status=EndpointStatus.ACTIVE,
-        secrets=(),
-        advanced_signatures=True,
-        http_timeout=10,
-        rate_limit=0,
-        rate_limit_duration=0,
-        content_type="application/json",
-        authentication=None,
-        support_email="",
-        slack_webhook_url="",
-        teams_webhook_url="",
-        created_at_us=0,
-        updated_at_us=0,
-    )
-    fields.update(kw)
-    return Endpoint(**fields)
+    return make_endpoint(id=eid, name=eid, url="https://example.com/hook", **kw)
 
 
 def health(cap: int = 4, share: int = 0) -> EndpointHealth:

@@ -12,38 +12,19 @@ from hookcast.domain.models import (
     DeliveryMode,
     DeliveryStatus,
     Endpoint,
-    EndpointStatus,
     Secret,
 )
 from hookcast.domain.outbound import build_request, live_secrets, loggable_headers
+from unit.factories import make_endpoint
 
 NOW = 1_700_000_000_000_000
 
 
 def _endpoint(**kw: object) -> Endpoint:
-    fields: dict[str, object] = dict(
-        id="E",
-        project_id="P",
-        owner_id="",
-        name="n",
-        url="https://h/x",
-        description="",
-        status=EndpointStatus.ACTIVE,
-        secrets=(Secret("S1", "old", 0, NOW - 1), Secret("S2", "new", 1)),
-        advanced_signatures=True,
-        http_timeout=10,
-        rate_limit=0,
-        rate_limit_duration=0,
-        content_type="application/json",
-        authentication=None,
-        support_email="",
-        slack_webhook_url="",
-        teams_webhook_url="",
-        created_at_us=0,
-        updated_at_us=0,
-    )
-    fields.update(kw)
-    return Endpoint(**fields)  # type: ignore[arg-type]
+    defaults: dict[str, object] = {
+        "secrets": (Secret("S1", "old", 0, NOW - 1), Secret("S2", "new", 1)),
+    }
+    return make_endpoint(**{**defaults, **kw})
 
 
 DELIVERY = Delivery(

@@ -1,0 +1,33 @@
+"""Domain objects for the pure unit tests, with plain defaults overridable per test."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hookcast.domain.models import Endpoint, EndpointStatus
+
+
+def make_endpoint(**kw: Any) -> Endpoint:
+    fields: dict[str, Any] = dict(
+        id="E",
+        project_id="P",
+        owner_id="",
+        name="n",
+        url="https://h/x",
+        description="",
+        status=EndpointStatus.ACTIVE,
+        secrets=(),
+        advanced_signatures=True,
+        http_timeout=10,
+        rate_limit=0,
+        rate_limit_duration=0,
+        content_type="application/json",
+        authentication=None,
+        support_email="",
+        slack_webhook_url="",
+        teams_webhook_url="",
+        created_at_us=0,
+        updated_at_us=0,
+    )
+    fields.update(kw)
+    return Endpoint(**fields)
