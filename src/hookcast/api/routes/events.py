@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
@@ -20,6 +19,7 @@ from hookcast.api.schemas import (
     FanoutEvent,
     _EventBody,
 )
+from hookcast.domain import headers
 from hookcast.domain.errors import NotFoundError, ValidationError
 from hookcast.domain.ids import new_id
 from hookcast.domain.models import EventKind, EventStatus, Project
@@ -27,21 +27,15 @@ from hookcast.domain.ports import EventFilter, IngestResult, NewEvent
 from hookcast.domain.signing import generate_secret
 from hookcast.domain.urls import validate_endpoint_url
 
-_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
 MAX_CUSTOM_HEADERS = 50
 
 
-def _custom_headers(headers: dict[str, str] | None) -> dict[str, str]:
-    if not headers:
+def _custom_headers(custom: dict[str, str] | None) -> dict[str, str]:
+    if not custom:
         return {}
-    if len(headers) > MAX_CUSTOM_HEADERS:
+    if len(custom) > MAX_CUSTOM_HEADERS:
         raise ValidationError(f"custom_headers: at most {MAX_CUSTOM_HEADERS} headers")
-    for name, value in headers.items():
-        if not _TOKEN.match(name):
-            raise ValidationError(f"custom_headers: {name!r} is not a valid header name")
-        if "\r" in value or "\n" in value or len(value) > 4096:
-            raise ValidationError(f"custom_headers: the value of {name!r} is not allowed")
-    return dict(headers)
+    return headers.check_headers(custom, "custom_headers")
 
 
 def _common(body: _EventBody) -> tuple[str, bytes]:
@@ -62,9 +56,9 @@ def _new_event(
     **kw: Any,
 ) -> NewEvent:
     event_type, data = _common(body)
-    headers = _custom_headers(body.custom_headers)
+    custom = _custom_headers(body.custom_headers)
     if trace:  # tracing is on: the publish span's context travels with the event
-        headers = {k: v for k, v in headers.items() if k.lower() not in trace} | trace
+        custom = {k: v for k, v in custom.items() if k.lower() not in trace} | trace
     return NewEvent(
         id=new_id(),
         project_id=project.id,
@@ -72,7 +66,7 @@ def _new_event(
         event_type=event_type,
         data=data,
         parsed=body.data,
-        headers=headers,
+        headers=custom,
         idempotency_key=body.idempotency_key or "",
         api_key_id=principal.key_id,
         acknowledged_at_us=now,
