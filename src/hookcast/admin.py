@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pydantic
+
 from hookcast.domain.config import ProjectConfig
 from hookcast.domain.errors import NotFoundError, ValidationError
 from hookcast.domain.ids import new_id
@@ -95,8 +97,17 @@ def build_config(
             doc[key] = value
     try:
         return ProjectConfig.model_validate(doc)
-    except ValueError as exc:
-        raise ValidationError(f"invalid project config: {exc}") from exc
+    except pydantic.ValidationError as exc:
+        raise ValidationError(f"invalid project config: {_describe(exc)}") from exc
+
+
+def _describe(exc: pydantic.ValidationError) -> str:
+    """``retention_hours: Input should be less than or equal to 87600; ...``"""
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
 
 
 async def create_project(

@@ -4,31 +4,64 @@ OpenAPI document is generated from these same models."""
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from hookcast.domain import headers
+from hookcast.domain.config import MAX_INT32
 from hookcast.domain.durations import parse_duration
 from hookcast.domain.errors import ValidationError
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_TIMEOUT_S = 300
-#: the largest value the stores' integer columns hold (PostgreSQL's ``integer``)
-MAX_INT32 = 2**31 - 1
+#: the longest retry interval a subscription may set, in seconds
+MAX_RETRY_INTERVAL_S = 86_400
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+def _header_check(problem: str | None, what: str) -> None:
+    if problem is not None:
+        raise ValueError(f"the header {what} {problem}")
+
+
 class ApiKeyAuth(_Body):
-    header_name: str = Field(min_length=1, max_length=200)
-    header_value: str = Field(min_length=1, max_length=4096)
+    header_name: str = Field(min_length=1, max_length=headers.MAX_NAME_CHARS)
+    header_value: str = Field(min_length=1, max_length=headers.MAX_VALUE_CHARS)
+
+    @field_validator("header_name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        _header_check(headers.name_problem(value), "name")
+        return value
+
+    @field_validator("header_value")
+    @classmethod
+    def _value(cls, value: str) -> str:
+        _header_check(headers.value_problem(value), "value")
+        return value
 
 
 class BasicAuth(_Body):
     username: str = Field(min_length=1, max_length=200)
     password: str = Field(min_length=1, max_length=1024)
+
+    @field_validator("username", "password")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if not value.isprintable():
+            raise ValueError("must not contain control characters")
+        return value
+
+    @field_validator("username")
+    @classmethod
+    def _no_colon(cls, value: str) -> str:
+        if ":" in value:
+            raise ValueError("must not contain ':' (it separates the password)")
+        return value
 
 
 class EndpointAuthentication(_Body):
@@ -87,26 +120,29 @@ class FilterConfigBody(_Body):
     filter: FilterDocs | None = None
 
 
+def _duration_seconds(value: Any) -> Any:
+    """Seconds, or a Go duration string ("10s", "1m30s"), as whole seconds."""
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float | str):
+        return value  # the int validation reports it
+    try:
+        seconds = parse_duration(value)
+    except ValidationError as exc:
+        raise ValueError(exc.message) from exc
+    if not 1 <= seconds <= MAX_RETRY_INTERVAL_S:
+        raise ValueError("duration must be between 1s and 24h")
+    return int(seconds)
+
+
 class RetryConfigBody(_Body):
     """A subscription's own retry strategy (overrides the project's for its deliveries)."""
 
     type: Literal["linear", "exponential"] | None = None
-    duration: int | str | None = None
-    interval_seconds: int | None = Field(default=None, ge=1, le=86_400)
+    #: seconds, or a Go duration string; whole seconds once validated
+    duration: Annotated[
+        int | None, BeforeValidator(_duration_seconds, json_schema_input_type=int | str | None)
+    ] = Field(default=None, ge=1, le=MAX_RETRY_INTERVAL_S)
+    interval_seconds: int | None = Field(default=None, ge=1, le=MAX_RETRY_INTERVAL_S)
     retry_count: int | None = Field(default=None, ge=1, le=100)
-
-    @field_validator("duration")
-    @classmethod
-    def _duration(cls, value: int | str | None) -> int | str | None:
-        if value is None:
-            return None
-        try:
-            seconds = parse_duration(value)
-        except ValidationError as exc:
-            raise ValueError(exc.message) from exc
-        if not 1 <= seconds <= 86_400:
-            raise ValueError("duration must be between 1s and 24h")
-        return int(seconds)
 
 
 class SubscriptionBody(_Body):
@@ -128,7 +164,15 @@ class _EventBody(_Body):
     event_type: str | None = Field(default=None, max_length=200)
     data: Any = None
     custom_headers: dict[str, str] | None = None
+    #: sent to endpoints as a header (the project's ``request_id_header``)
     idempotency_key: str | None = Field(default=None, max_length=200)
+
+    @field_validator("idempotency_key")
+    @classmethod
+    def _key(cls, value: str | None) -> str | None:
+        if value:
+            _header_check(headers.value_problem(value), "value")
+        return value
 
 
 class CreateEvent(_EventBody):
@@ -182,4 +226,4 @@ class ApiKeyBody(_Body):
     name: str | None = Field(default=None, max_length=200)
     role: Literal["admin", "publisher", "viewer"] = "publisher"
     broadcast: bool = False
-    expires_in_days: float | None = Field(default=None, gt=0, le=3650)
+    expires_in_days: float | None = Field(default=None, gt=0, le=3650, allow_inf_nan=False)

@@ -11,6 +11,7 @@ from hookcast.domain.ports import Store
 log = logging.getLogger("hookcast.retention")
 
 BATCH = 2000
+US_PER_HOUR = 3_600_000_000
 MAX_BATCHES_PER_PASS = 500
 
 
@@ -36,17 +37,33 @@ class RetentionRunner:
                 pass
 
     async def pass_once(self, now_us: int | None = None) -> int:
-        """One sweep over every project; returns the rows removed."""
+        """One sweep over every project; returns the rows removed. A project whose purge
+        fails is logged and skipped: it never stops the purge of the others."""
         now_us = now_us or time.time_ns() // 1000
         removed = 0
         for project_id, hours in await self._store.retention_policies():
-            cutoff = now_us - hours * 3_600_000_000
-            for _ in range(MAX_BATCHES_PER_PASS):
-                n = await self._store.purge_before(project_id, cutoff, BATCH)
-                removed += n
-                if n == 0 or self._stopping.is_set():
-                    break
-                await asyncio.sleep(0.01)  # leave room for deliveries between batches
+            if self._stopping.is_set():
+                break
+            try:
+                removed += await self._purge(project_id, retention_cutoff_us(now_us, hours))
+            except Exception:
+                log.exception("retention.project_failed", extra={"project_id": project_id})
         if removed:
             log.info("retention.purged", extra={"rows": removed})
         return removed
+
+    async def _purge(self, project_id: str, cutoff_us: int) -> int:
+        removed = 0
+        for _ in range(MAX_BATCHES_PER_PASS):
+            n = await self._store.purge_before(project_id, cutoff_us, BATCH)
+            removed += n
+            if n == 0 or self._stopping.is_set():
+                break
+            await asyncio.sleep(0.01)  # leave room for deliveries between batches
+        return removed
+
+
+def retention_cutoff_us(now_us: int, hours: int) -> int:
+    """Rows created before this instant are past a retention of *hours*; never below 0
+    (the epoch), whatever *hours* a stored config holds, so it always fits a bigint."""
+    return max(0, now_us - hours * US_PER_HOUR)

@@ -42,17 +42,17 @@ class BreakerConfig(BaseModel):
     #: failure rate (percent) within the window that trips the breaker
     failure_threshold: int = Field(default=50, ge=1, le=100)
     #: requests needed within the window before the failure rate counts
-    minimum_request_count: int = Field(default=10, ge=1)
+    minimum_request_count: int = Field(default=10, ge=1, le=1_000_000)
     #: length of the sliding window
     observability_window_s: int = Field(default=60, ge=1, le=86_400)
     #: how long the first trip keeps the breaker open
     error_timeout_s: int = Field(default=30, ge=1, le=86_400)
     #: probes admitted at once while half-open
-    half_open_probes: int = Field(default=1, ge=1)
+    half_open_probes: int = Field(default=1, ge=1, le=1_000)
     #: probe successes that close a half-open breaker
-    success_threshold: int = Field(default=1, ge=1)
+    success_threshold: int = Field(default=1, ge=1, le=1_000)
     #: consecutive trips after which the endpoint should be disabled (0 = never)
-    disable_after_trips: int = Field(default=5, ge=0)
+    disable_after_trips: int = Field(default=5, ge=0, le=1_000)
     #: the cap on the doubling open time
     max_error_timeout_s: int = Field(default=600, ge=1, le=7 * 86_400)
 
