@@ -214,13 +214,19 @@ class EndpointHealth:
         latency_us: int,
     ) -> Outcome:
         rt = self.runtime(endpoint)
-        rt.in_flight = max(rt.in_flight - 1, 0)
         rt.progress_us = now_us
         rt.latency_us = latency_us if rt.latency_us == 0 else 0.8 * rt.latency_us + 0.2 * latency_us
         rt.breaker, transition = br.record(rt.breaker, config.circuit_breaker, now_us, success)
         if transition is None:
             return Outcome(None, False, "")
         return Outcome(br.to_json(rt.breaker), transition.disable, transition.kind.value)
+
+    def release(self, endpoint: Endpoint) -> None:
+        """An attempt admitted by :meth:`admit` is over (whatever its result): its slot is
+        free again."""
+        rt = self._state.get(endpoint.id)
+        if rt is not None:
+            rt.in_flight = max(rt.in_flight - 1, 0)
 
     def breaker_states(self) -> dict[str, int]:
         """How many endpoints known to this worker are in each breaker state (metrics)."""

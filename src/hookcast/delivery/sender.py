@@ -3,40 +3,62 @@
 Why not aiohttp's client: measured on the target machine, its generic machinery costs
 about 130 µs of CPU per POST, most of the delivery path (see docs/benchmarks.md). A
 webhook POST needs little: one request line, our headers, a body, a status line back and
-a capped read. This client keeps idle keep-alive connections per origin and:
+a capped read. Responses are read by llhttp (through ``httptools``, the parser uvicorn
+uses), which refuses what a receiver may send to confuse a client: a status outside
+100-999, a negative or duplicated ``Content-Length``, a bad chunk size, both
+``Content-Length`` and ``Transfer-Encoding``, control characters in header values.
 
-- puts one deadline on each attempt (connect, headers, body and a slow drip all count),
-- never follows redirects (a 3xx is just a status),
-- reads at most ``read_bytes`` of the response (then drops the connection),
+Every attempt:
+
+- has one deadline (connect, headers, body and a slow drip all count);
+- never follows redirects (a 3xx is just a status);
+- reads at most ``read_bytes`` of the body (then drops the connection);
 - resolves the host itself and connects to an address the SSRF guard accepts, so a name
-  that resolves to a private address, or changes between check and connect, is refused
-  at the address actually used.
+  that resolves to a private address, or changes between check and connect, is refused at
+  the address actually used;
+- is sent at most once: an idle keep-alive connection is checked before the request is
+  written (closed, or with bytes nobody asked for, it is dropped), and a request that may
+  have reached the receiver is never written again within the same attempt (the retry
+  schedule decides, and the attempt log shows it);
+- ends in a :class:`SendResult`, whatever happens: no exception leaves :meth:`Sender.send`,
+  and the connection is closed unless it is known to be clean and idle.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
+import logging
+import select
 import socket
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from typing import cast
+from urllib.parse import quote, urlsplit
 
+import httptools
+
+from hookcast.domain.headers import UnsafeHeaderError, encode_header_block
 from hookcast.domain.netpolicy import IPNetwork, refusal
+from hookcast.domain.urls import ascii_host
+
+log = logging.getLogger("hookcast.sender")
 
 _MAX_HEADERS_KEPT = 50
 _MAX_HEADER_VALUE = 1024
 _MAX_HEAD_BYTES = 64 * 1024
+_MAX_RESPONSE_HEADERS = 200
 _IDLE_TTL_S = 30.0
 _MAX_IDLE_PER_ORIGIN = 256
+#: characters a request target may hold as they are; anything else is percent-encoded
+_TARGET_SAFE = "/?#[]@!$&'()*+,;=:-._~%"
 
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
-    status: int | None  # None when no response arrived
+    status: int | None  # None when no complete, well-formed response arrived
     headers: dict[str, str]
     body_excerpt: str
     error: str
@@ -49,13 +71,16 @@ class BlockedError(Exception):
     """The SSRF guard refused every address of the host."""
 
 
+class _ResponseError(Exception):
+    """The receiver's answer broke HTTP/1.1 (framing, status line, headers)."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Target:
     scheme: str
-    host: str
+    host: str  # ASCII (IDNA-encoded) or an IP literal
     port: int
-    path: bytes
-    host_header: bytes
+    request_head: bytes  # "POST <target> HTTP/1.1\r\nHost: <host>\r\n"
 
     @property
     def origin(self) -> tuple[str, str, int]:
@@ -64,32 +89,197 @@ class _Target:
 
 @functools.lru_cache(maxsize=65_536)
 def _target(url: str) -> _Target:
+    """Where *url* goes; ValueError when it cannot be sent to (bad host, port, scheme)."""
     parts = urlsplit(url)
-    host = parts.hostname or ""
     scheme = parts.scheme
+    if scheme not in ("http", "https"):
+        raise ValueError(f"unsupported scheme {scheme!r}")
+    host = ascii_host(parts.hostname or "")
     default = 443 if scheme == "https" else 80
     port = parts.port or default
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    host_header = host if port == default else f"{host}:{port}"
-    if ":" in host and not host.startswith("["):  # an IPv6 literal
-        host_header = f"[{host}]" if port == default else f"[{host}]:{port}"
-    return _Target(scheme, host, port, path.encode(), host_header.encode("idna"))
+    path = quote(parts.path or "/", safe=_TARGET_SAFE)
+    if parts.query:
+        path += "?" + quote(parts.query, safe=_TARGET_SAFE)
+    shown = f"[{host}]" if ":" in host else host
+    host_header = shown if port == default else f"{shown}:{port}"
+    head = f"POST {path} HTTP/1.1\r\nHost: {host_header}\r\n"
+    return _Target(scheme, host, port, head.encode("ascii"))
 
 
-class _Conn:
-    __slots__ = ("idle_since", "ip", "reader", "writer")
+def _encode_request(target: _Target, body: bytes, headers: Mapping[str, str]) -> bytes:
+    return b"".join(
+        (
+            target.request_head,
+            b"Content-Length: ",
+            str(len(body)).encode(),
+            b"\r\n",
+            encode_header_block(headers),
+            b"\r\n",
+            body,
+        )
+    )
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ip: str):
-        self.reader, self.writer, self.ip = reader, writer, ip
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection to one origin, and the response being read on it."""
+
+    def __init__(self, read_cap: int, ip: str) -> None:
+        self.ip = ip
         self.idle_since = 0.0
+        self.closed = False
+        self._cap = read_cap
+        self._transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpResponseParser(self)
+        self._waiter: asyncio.Future[None] | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.head_bytes = 0
+        self.body: list[bytes] = []
+        self.got = 0
+        self.truncated = False
+        self.headers_done = False
+        self.message_done = False
+        self.keep_alive = False
+        self.error: str | None = None
+
+    # ------------------------------------------------------------ the connection
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            # bytes nobody asked for: the connection is not clean, never reuse it
+            self.close()
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._finish("the receiver switched protocols (upgrade) unasked")
+        except httptools.HttpParserError as exc:
+            self._finish(self.error or f"{exc}")
+        else:
+            if self.truncated:
+                self._finish(None)
+
+    def eof_received(self) -> bool:
+        self._ended("the receiver closed the connection")
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._ended(f"connection lost: {exc}" if exc else "the receiver closed the connection")
+
+    def _ended(self, why: str) -> None:
+        self.closed = True
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        if self.headers_done and self._reads_to_close():
+            self._finish(None)  # a body that ends with the connection, as HTTP/1.0 allows
+        elif self.headers_done:
+            self._finish(f"{why} before the response body was complete")
+        else:
+            self._finish(f"{why} before a complete response head")
+
+    def _reads_to_close(self) -> bool:
+        names = {n.lower() for n, _ in self.headers}
+        return b"content-length" not in names and b"transfer-encoding" not in names
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.writer.close()
+        self.closed = True
+        if self._transport is not None:
+            self._transport.close()
 
+    def abort(self) -> None:
+        self.closed = True
+        if self._transport is not None:
+            self._transport.abort()
 
-class _ResponseError(Exception):
-    pass
+    def is_clean(self) -> bool:
+        """Open, and nothing arrived since the last response: safe to send on. The socket
+        itself is asked too, since a close may have arrived that the loop has not read."""
+        if self.closed or self._transport is None or self._transport.is_closing():
+            return False
+        sock = self._transport.get_extra_info("socket")
+        if sock is None:
+            return False
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN | select.POLLHUP | select.POLLERR)
+        return not poller.poll(0)
+
+    # ------------------------------------------------------------ one exchange
+
+    async def exchange(self, request: bytes) -> None:
+        """Write *request* once and wait for its response (or an error in ``self.error``)."""
+        assert self._transport is not None
+        self._reset()
+        self._waiter = asyncio.get_running_loop().create_future()
+        self._transport.write(request)
+        await self._waiter
+
+    def _finish(self, error: str | None) -> None:
+        if error is not None:
+            self.error = error
+            self.abort()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # ------------------------------------------------------------ llhttp callbacks
+
+    def on_message_begin(self) -> None:
+        if self.message_done:  # a second response to one request: never reuse
+            self.keep_alive = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_bytes += len(name) + len(value) + 4
+        if self.head_bytes > _MAX_HEAD_BYTES or len(self.headers) >= _MAX_RESPONSE_HEADERS:
+            self.error = "response headers too large"
+            raise _ResponseError(self.error)
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.status = self._parser.get_status_code()
+        self.headers_done = True
+
+    def on_body(self, body: bytes) -> None:
+        room = self._cap - self.got
+        if len(body) > room:
+            self.truncated = True
+            body = body[:room]
+        if body:
+            self.body.append(body)
+            self.got += len(body)
+
+    def on_message_complete(self) -> None:
+        if 100 <= self.status < 200:  # an interim response (100 Continue): the real one follows
+            keep = self.message_done
+            self._reset()
+            self.message_done = keep
+            return
+        if self.message_done:
+            return
+        self.message_done = True
+        self.keep_alive = self._parser.should_keep_alive()
+        self._finish(None)
+
+    # ------------------------------------------------------------ the result
+
+    def reusable(self) -> bool:
+        return self.message_done and self.keep_alive and not self.truncated and not self.closed
+
+    def response_headers(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for raw_name, raw_value in self.headers:
+            name = raw_name.decode("latin-1").lower()
+            value = raw_value.decode("latin-1").strip()
+            out[name] = f"{out[name]}, {value}" if name in out else value
+        return out
 
 
 class Sender:
@@ -105,7 +295,7 @@ class Sender:
         self._capture_bytes = capture_bytes
         self._allowed = tuple(allowed_networks)
         self._guard = guard
-        self._idle: dict[tuple[str, str, int], list[_Conn]] = {}
+        self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._ssl = ssl.create_default_context()
 
     async def start(self) -> None:
@@ -118,210 +308,108 @@ class Sender:
         self._idle.clear()
 
     async def send(
-        self, url: str, body: bytes, headers: dict[str, str], timeout_s: float
+        self, url: str, body: bytes, headers: Mapping[str, str], timeout_s: float
     ) -> SendResult:
+        """One attempt: never raises (but on cancellation), never writes the request twice."""
         started = time.time_ns() // 1000
-        target = _target(url)
-        conn: _Conn | None = None
+        conn: _Connection | None = None
         try:
+            target = _target(url)
+            request = _encode_request(target, body, headers)
             async with asyncio.timeout(timeout_s):
-                conn, reused = await self._acquire(target)
-                request = _encode_request(target, body, headers)
-                try:
-                    status, resp_headers, raw, keep = await self._exchange(conn, request)
-                except (ConnectionError, asyncio.IncompleteReadError):
-                    if not reused:
-                        raise
-                    # an idle keep-alive connection the receiver had already closed: the
-                    # request never reached it, so one fresh connection is safe
-                    conn.close()
-                    conn, _ = await self._acquire(target, fresh=True)
-                    status, resp_headers, raw, keep = await self._exchange(conn, request)
-            ip = conn.ip
-            self._release(target, conn, keep)
-            conn = None
-            return SendResult(
-                status,
-                resp_headers,
-                raw[: self._capture_bytes].decode("utf-8", "replace"),
+                conn = self._idle_connection(target) or await self._connect(target)
+                await conn.exchange(request)
+            if conn.error is not None:
+                raise _ResponseError(conn.error)
+            result = SendResult(
+                conn.status,
+                _kept(conn.response_headers()),
+                b"".join(conn.body)[: self._capture_bytes].decode("utf-8", "replace"),
                 "",
-                ip,
+                conn.ip,
                 started,
                 time.time_ns() // 1000,
             )
+            self._release(target, conn)
+            conn = None
+            return result
         except TimeoutError:
             error = f"timeout: no complete response within {timeout_s:g}s"
         except BlockedError as exc:
             error = f"blocked by the SSRF guard: {exc}"
         except _ResponseError as exc:
             error = f"bad response: {exc}"
-        except (OSError, asyncio.IncompleteReadError, ssl.SSLError) as exc:
+        except UnsafeHeaderError as exc:
+            error = f"not sent: {exc.message}"
+        except ValueError as exc:  # the URL cannot be sent to (stored before today's checks)
+            error = f"not sent: invalid url: {exc}"
+        except (OSError, ssl.SSLError) as exc:
             error = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # a bug here must not leave the delivery unrecorded
+            log.exception("sender.unexpected", extra={"url": url[:200]})
+            error = f"internal error while sending: {type(exc).__name__}: {exc}"
+        finally:
+            if conn is not None:
+                conn.abort()
         ip = conn.ip if conn is not None else ""
-        if conn is not None:
-            conn.close()
         return SendResult(None, {}, "", error, ip, started, time.time_ns() // 1000)
 
     # ------------------------------------------------------------ connections
 
-    async def _acquire(self, target: _Target, *, fresh: bool = False) -> tuple[_Conn, bool]:
-        if not fresh:
-            pool = self._idle.get(target.origin)
-            now = time.monotonic()
-            while pool:
-                conn = pool.pop()
-                if now - conn.idle_since < _IDLE_TTL_S and not conn.reader.at_eof():
-                    return conn, True
-                conn.close()
-        return await self._connect(target), False
+    def _idle_connection(self, target: _Target) -> _Connection | None:
+        pool = self._idle.get(target.origin)
+        now = time.monotonic()
+        while pool:
+            conn = pool.pop()
+            if now - conn.idle_since < _IDLE_TTL_S and conn.is_clean():
+                return conn
+            conn.close()
+        return None
 
-    async def _connect(self, target: _Target) -> _Conn:
+    async def _connect(self, target: _Target) -> _Connection:
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(
             target.host, target.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
         )
         reasons = []
+        tls = target.scheme == "https"
         for family, _, _, _, sockaddr in infos:
             ip = str(sockaddr[0])
             why = refusal(ip, self._allowed) if self._guard else None
             if why is not None:
                 reasons.append(why)
                 continue
+            conn = _Connection(self._read_bytes, ip)
             try:
-                reader, writer = await asyncio.open_connection(
+                await loop.create_connection(
+                    functools.partial(_same, conn),
                     ip,
                     target.port,
                     family=family,
-                    ssl=self._ssl if target.scheme == "https" else None,
-                    server_hostname=target.host if target.scheme == "https" else None,
+                    ssl=self._ssl if tls else None,
+                    server_hostname=target.host if tls else None,
                 )
             except OSError as exc:
                 reasons.append(f"{ip}: {exc}")
                 continue
-            return _Conn(reader, writer, ip)
+            return conn
         if reasons and all("is " in r or "embeds" in r for r in reasons):
             raise BlockedError(
                 "; ".join(reasons) + " (HOOKCAST_ALLOWED_NETWORKS lists networks to allow)"
             )
         raise ConnectionError("; ".join(reasons) or f"{target.host} did not resolve")
 
-    def _release(self, target: _Target, conn: _Conn, keep: bool) -> None:
+    def _release(self, target: _Target, conn: _Connection) -> None:
         pool = self._idle.setdefault(target.origin, [])
-        if keep and len(pool) < _MAX_IDLE_PER_ORIGIN:
+        if conn.reusable() and len(pool) < _MAX_IDLE_PER_ORIGIN:
             conn.idle_since = time.monotonic()
             pool.append(conn)
         else:
             conn.close()
 
-    # ------------------------------------------------------------ one exchange
 
-    async def _exchange(
-        self, conn: _Conn, request: bytes
-    ) -> tuple[int, dict[str, str], bytes, bool]:
-        conn.writer.write(request)
-        await conn.writer.drain()
-        try:
-            head = await conn.reader.readuntil(b"\r\n\r\n")
-        except asyncio.LimitOverrunError as exc:
-            raise _ResponseError("response headers too large") from exc
-        status, version, headers = _parse_head(head)
-        raw, complete = await self._read_body(conn.reader, headers)
-        keep = (
-            complete and version == b"HTTP/1.1" and headers.get("connection", "").lower() != "close"
-        )
-        return status, _kept(headers), raw, keep
-
-    async def _read_body(
-        self, reader: asyncio.StreamReader, headers: dict[str, str]
-    ) -> tuple[bytes, bool]:
-        """The body up to the read cap, and whether it was read to its end (so the
-        connection can be reused)."""
-        cap = self._read_bytes
-        if headers.get("transfer-encoding", "").lower().endswith("chunked"):
-            return await _read_chunked(reader, cap)
-        length_text = headers.get("content-length")
-        if length_text is not None:
-            try:
-                length = int(length_text)
-            except ValueError as exc:
-                raise _ResponseError("bad Content-Length") from exc
-            data = await reader.readexactly(min(length, cap))
-            return data, length <= cap
-        chunks: list[bytes] = []
-        got = 0
-        while got < cap:
-            chunk = await reader.read(cap - got)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            got += len(chunk)
-        return b"".join(chunks), False
-
-
-def _encode_request(target: _Target, body: bytes, headers: dict[str, str]) -> bytes:
-    lines = [
-        b"POST ",
-        target.path,
-        b" HTTP/1.1\r\nHost: ",
-        target.host_header,
-        b"\r\nContent-Length: ",
-        str(len(body)).encode(),
-        b"\r\n",
-    ]
-    for name, value in headers.items():
-        lines.append(f"{name}: {value}\r\n".encode("latin-1", "replace"))
-    lines.append(b"\r\n")
-    lines.append(body)
-    return b"".join(lines)
-
-
-def _parse_head(head: bytes) -> tuple[int, bytes, dict[str, str]]:
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(b" ", 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
-        raise _ResponseError(f"not an HTTP response: {lines[0][:60]!r}")
-    try:
-        status = int(parts[1])
-    except ValueError as exc:
-        raise _ResponseError(f"bad status line: {lines[0][:60]!r}") from exc
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        if not line:
-            continue
-        name, sep, value = line.partition(b":")
-        if not sep:
-            raise _ResponseError(f"bad header line: {line[:60]!r}")
-        key = name.strip().decode("latin-1").lower()
-        text = value.strip().decode("latin-1")
-        headers[key] = f"{headers[key]}, {text}" if key in headers else text
-    return status, parts[0], headers
-
-
-async def _read_chunked(reader: asyncio.StreamReader, cap: int) -> tuple[bytes, bool]:
-    chunks: list[bytes] = []
-    got = 0
-    while True:
-        size_line = await reader.readuntil(b"\r\n")
-        try:
-            size = int(size_line.split(b";", 1)[0].strip(), 16)
-        except ValueError as exc:
-            raise _ResponseError("bad chunk size") from exc
-        if size == 0:
-            await _skip_trailers(reader)
-            return b"".join(chunks), True
-        if got + size > cap:
-            chunks.append(await reader.readexactly(cap - got))
-            return b"".join(chunks), False
-        chunks.append(await reader.readexactly(size))
-        got += size
-        await reader.readexactly(2)
-
-
-async def _skip_trailers(reader: asyncio.StreamReader) -> None:
-    while True:
-        line = await reader.readuntil(b"\r\n")
-        if line == b"\r\n":
-            return
+def _same(conn: _Connection) -> _Connection:
+    return conn
 
 
 def _kept(headers: dict[str, str]) -> dict[str, str]:

@@ -407,9 +407,33 @@ class Worker:
     async def _process(
         self, cd: ClaimedDelivery, endpoint: Endpoint, config: ProjectConfig
     ) -> None:
-        request = build_request(
-            cd.delivery, endpoint, config, cd.event_data, cd.event_headers, self._clock()
-        )
+        """One attempt, recorded whatever happens: a request that cannot even be built is
+        recorded as a failed attempt, and the endpoint's slot is always given back."""
+        try:
+            url, headers, result = await self._send(cd, endpoint, config)
+            attempt = self._attempt(cd, url, headers, result)
+            try:
+                completion = self._decide(cd, endpoint, config, result, attempt)
+            except Exception:
+                log.exception("delivery.decide_failed", extra={"delivery_id": cd.delivery.id})
+                completion = self._fallback(cd, attempt)
+            self._complete(cd, completion)
+        finally:
+            self._health.release(endpoint)
+        self._next_waiting(endpoint.id)
+
+    async def _send(
+        self, cd: ClaimedDelivery, endpoint: Endpoint, config: ProjectConfig
+    ) -> tuple[str, dict[str, str], SendResult]:
+        now = self._clock()
+        try:
+            request = build_request(
+                cd.delivery, endpoint, config, cd.event_data, cd.event_headers, now
+            )
+        except Exception as exc:
+            log.exception("delivery.build_failed", extra={"delivery_id": cd.delivery.id})
+            error = f"not sent: the request could not be built: {type(exc).__name__}: {exc}"
+            return endpoint.url, {}, SendResult(None, {}, "", error, "", now, self._clock())
         self._metrics.in_flight.inc()
         try:
             if self._tracing.enabled:
@@ -420,9 +444,31 @@ class Worker:
                 )
         finally:
             self._metrics.in_flight.dec()
-        attempt = self._attempt(cd, request.url, loggable_headers(request), result)
-        self._complete(cd, self._decide(cd, endpoint, config, result, attempt))
-        self._next_waiting(endpoint.id)
+        return request.url, loggable_headers(request), result
+
+    def _fallback(self, cd: ClaimedDelivery, attempt: Attempt) -> Completion:
+        """The completion of an attempt whose verdict could not be reached (a bug): tried
+        again in a minute while attempts remain, so it is neither lost nor hammered."""
+        d, now = cd.delivery, self._clock()
+        if d.attempts >= d.retry_limit:
+            return Completion(
+                d.id,
+                cd.lease_token,
+                DeliveryStatus.FAILURE,
+                now,
+                None,
+                "internal error judging the attempt",
+                attempt,
+            )
+        return Completion(
+            d.id,
+            cd.lease_token,
+            DeliveryStatus.RETRY,
+            now + 60_000_000,
+            None,
+            "internal error judging the attempt; retrying",
+            attempt,
+        )
 
     async def _traced_send(
         self, cd: ClaimedDelivery, endpoint: Endpoint, request: OutboundRequest
@@ -560,8 +606,6 @@ class Worker:
     ) -> tuple[DeliveryStatus, int, str]:
         if outcome.kind is OutcomeKind.SUCCESS:
             return DeliveryStatus.SUCCESS, now, ""
-        if outcome.kind is OutcomeKind.DISABLE_ENDPOINT:
-            return DeliveryStatus.FAILURE, now, "endpoint answered 410 Gone: endpoint disabled"
         if d.delivery_mode is DeliveryMode.AT_MOST_ONCE and result.status is not None:
             return DeliveryStatus.FAILURE, now, outcome.reason
         strategy = StrategyConfig.model_construct(
@@ -578,6 +622,12 @@ class Worker:
             rand=self._rand,
             retry_after_seconds=outcome.retry_after_seconds,
         )
+        if outcome.kind is OutcomeKind.DISABLE_ENDPOINT:
+            why = "endpoint answered 410 Gone: endpoint disabled"
+            if decision.status is DeliveryStatus.RETRY:
+                # held with the endpoint's other deliveries, released when it is back
+                return DeliveryStatus.RETRY, HELD_US, why + "; held until it is enabled again"
+            return DeliveryStatus.FAILURE, now, why
         why = f"{outcome.reason}; {decision.reason}" if decision.reason else outcome.reason
         return decision.status, decision.next_attempt_at_us or now, why
 
