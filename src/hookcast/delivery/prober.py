@@ -7,6 +7,7 @@ missed while disabled arrives without flooding it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -23,6 +24,10 @@ from hookcast.domain.ports import Store
 from hookcast.metrics import Metrics
 
 log = logging.getLogger("hookcast.prober")
+
+#: probes in flight at once; each is a short "are you back?" ping with its own deadline
+MAX_CONCURRENT = 32
+PROBE_TIMEOUT_S = 10.0
 
 
 def _now_us() -> int:
@@ -53,28 +58,78 @@ class Prober:
         self._metrics = metrics or Metrics()
         self._meta = meta
         self._stopping = asyncio.Event()
+        self._running: dict[str, asyncio.Task[None]] = {}
 
     def request_stop(self) -> None:
         self._stopping.set()
 
     async def run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                due = await self._store.due_probes(self._clock(), 20)
-                await asyncio.gather(*(self.probe(e, c) for e, c in due))
-            except Exception:
-                log.exception("probe.failed")
-            try:
-                async with asyncio.timeout(max(self._poll_s, 0.05) * 2):
-                    await self._stopping.wait()
-            except TimeoutError:
-                pass
+        try:
+            while not self._stopping.is_set():
+                await self.tick()
+                try:
+                    async with asyncio.timeout(max(self._poll_s, 0.05) * 2):
+                        await self._stopping.wait()
+                except TimeoutError:
+                    pass
+        finally:
+            for task in list(self._running.values()):
+                task.cancel()
+            await asyncio.gather(*self._running.values(), return_exceptions=True)
 
-    async def probe(self, endpoint: Endpoint, config: ProjectConfig) -> bool:
-        """One signed ping; True when the endpoint answered 2xx and was re-enabled."""
+    async def tick(self) -> int:
+        """Start the probes that are due (as many as there are free slots); returns how
+        many started. Each is rescheduled *before* it is sent, with the backoff of a failed
+        probe: it is not due again while it runs, and a probe that hangs, raises or whose
+        process dies comes back on time without holding back other endpoints' probes."""
+        free = MAX_CONCURRENT - len(self._running)
+        if free <= 0:
+            return 0
+        try:
+            due = await self._store.due_probes(self._clock(), free)
+        except Exception:
+            log.exception("probe.poll_failed")
+            return 0
+        started = 0
+        for endpoint, config in due:
+            if endpoint.id in self._running:
+                continue
+            attempts = endpoint.probe_attempts + 1
+            try:
+                await self._store.reschedule_probe(
+                    endpoint.id,
+                    self._clock() + probe_delay_us(attempts, self._base_s, self._max_s),
+                    attempts,
+                )
+            except Exception:
+                log.exception("probe.reschedule_failed", extra={"endpoint_id": endpoint.id})
+                continue
+            task = asyncio.create_task(self._probe_safely(endpoint, config, attempts))
+            self._running[endpoint.id] = task
+            task.add_done_callback(functools.partial(self._ended, endpoint.id))
+            started += 1
+        return started
+
+    def _ended(self, endpoint_id: str, _task: asyncio.Task[None]) -> None:
+        self._running.pop(endpoint_id, None)
+
+    async def _probe_safely(self, endpoint: Endpoint, config: ProjectConfig, attempts: int) -> None:
+        try:
+            await self.probe(endpoint, config, attempts)
+        except Exception:
+            # already rescheduled with backoff: it is tried again then
+            self._metrics.probes.labels("failure").inc()
+            log.exception("probe.crashed", extra={"endpoint_id": endpoint.id})
+
+    async def probe(self, endpoint: Endpoint, config: ProjectConfig, attempts: int = 1) -> bool:
+        """One signed ping; True when the endpoint answered 2xx and was re-enabled. The
+        probe was rescheduled before (see :meth:`tick`); this only records its result."""
         request = build_probe(endpoint, config, new_id(), self._clock())
         result = await self._sender.send(
-            request.url, request.body, request.headers, float(endpoint.http_timeout)
+            request.url,
+            request.body,
+            request.headers,
+            min(float(endpoint.http_timeout), PROBE_TIMEOUT_S),
         )
         if result.status is not None and 200 <= result.status < 300:
             released = await self._store.enable_endpoint(
@@ -84,12 +139,6 @@ class Prober:
             self._enabled(endpoint, config, released)
             return True
         self._metrics.probes.labels("failure").inc()
-        attempts = endpoint.probe_attempts + 1
-        await self._store.reschedule_probe(
-            endpoint.id,
-            self._clock() + probe_delay_us(attempts, self._base_s, self._max_s),
-            attempts,
-        )
         log.info(
             "endpoint.probe_failed",
             extra={

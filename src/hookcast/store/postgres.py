@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 import asyncpg
 import orjson
 
-from hookcast.domain.config import ProjectConfig
+from hookcast.domain import storable
+from hookcast.domain.config import ProjectConfig, stored_config
 from hookcast.domain.errors import (
     ConflictError,
     LeaseLostError,
@@ -82,7 +83,7 @@ from hookcast.domain.routing import (
 )
 
 # the row mapping is shared with the embedded store: the same columns, the same values
-from hookcast.store.rows import delivery_row, event_row
+from hookcast.store.rows import complete_isolated, delivery_row, event_row, release_step_us
 from hookcast.store.sqlite import (
     _ATTEMPT_COLS,
     _DELIVERY_COLS,
@@ -911,7 +912,7 @@ class PostgresStore:
         ):
             cfg = self._configs.get((pid, updated))
             if cfg is None:
-                cfg = ProjectConfig.model_validate_json(text)
+                cfg = stored_config(text)
                 if len(self._configs) > 10_000:
                     self._configs.clear()
                 self._configs[(pid, updated)] = cfg
@@ -920,41 +921,13 @@ class PostgresStore:
 
     async def complete(self, completions: Sequence[Completion], now_us: int) -> int:
         """Record outcomes and attempts; each update is fenced by its lease token.
-        Returns how many deliveries were updated (the rest had lost their lease)."""
-        if not completions:
-            return 0
-        ordered = sorted(completions, key=lambda comp: comp.delivery_id)
+        Returns how many deliveries were updated (the rest had lost their lease). A batch
+        that cannot be written is written again row by row (see rows.complete_isolated)."""
 
-        async def run(c: Conn) -> int:
-            updated = _count(
-                await c.execute(
-                    "UPDATE deliveries d SET status = u.status, due_at_us = u.due_at_us, "
-                    "latency_us = COALESCE(u.latency_us, d.latency_us), "
-                    "description = u.description, lease_token = NULL, updated_at_us = $7 "
-                    "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], "
-                    "$5::bigint[], $6::text[]) "
-                    "AS u(id, lease_token, status, due_at_us, latency_us, description) "
-                    "WHERE d.id = u.id AND d.lease_token = u.lease_token "
-                    "AND d.status = 'Processing'",
-                    [comp.delivery_id for comp in ordered],
-                    [comp.lease_token for comp in ordered],
-                    [comp.status.value for comp in ordered],
-                    [comp.due_at_us for comp in ordered],
-                    [comp.latency_us for comp in ordered],
-                    [comp.description for comp in ordered],
-                    now_us,
-                )
-            )
-            attempts = [_attempt_row(comp.attempt) for comp in completions if comp.attempt]
-            if attempts:
-                await c.execute(
-                    f"INSERT INTO attempts ({_ATTEMPT_COLS}) SELECT * FROM unnest("
-                    "$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
-                    "$7::text[], $8::text[], $9::text[], $10::int[], $11::text[], $12::text[], "
-                    "$13::boolean[], $14::bigint[], $15::bigint[], $16::bigint[])",
-                    *_columns(attempts, 16),
-                )
-            for comp in completions:
+        async def run(c: Conn, batch: Sequence[Completion]) -> int:
+            ordered = sorted(batch, key=lambda comp: comp.delivery_id)
+            # disable first: a retry of an endpoint disabled now, or before, is held
+            for comp in batch:
                 if comp.attempt is None:
                     continue
                 if comp.breaker is not None:
@@ -967,9 +940,42 @@ class PostgresStore:
                     await _disable(
                         c, comp.attempt.endpoint_id, comp.disable_endpoint, comp.probe_at_us, now_us
                     )
+            updated = _count(
+                await c.execute(
+                    "UPDATE deliveries d SET status = u.status, due_at_us = CASE WHEN "
+                    "u.status = 'Retry' AND EXISTS (SELECT 1 FROM endpoints e WHERE "
+                    f"e.id = d.endpoint_id AND e.status = 'inactive') THEN {HELD_US} "
+                    "ELSE u.due_at_us END, "
+                    "latency_us = COALESCE(u.latency_us, d.latency_us), "
+                    "description = u.description, lease_token = NULL, updated_at_us = $7 "
+                    "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], "
+                    "$5::bigint[], $6::text[]) "
+                    "AS u(id, lease_token, status, due_at_us, latency_us, description) "
+                    "WHERE d.id = u.id AND d.lease_token = u.lease_token "
+                    "AND d.status = 'Processing'",
+                    [comp.delivery_id for comp in ordered],
+                    [comp.lease_token for comp in ordered],
+                    [comp.status.value for comp in ordered],
+                    [comp.due_at_us for comp in ordered],
+                    [comp.latency_us for comp in ordered],
+                    [storable.text(comp.description, 2000) for comp in ordered],
+                    now_us,
+                )
+            )
+            attempts = [_attempt_row(comp.attempt) for comp in batch if comp.attempt]
+            if attempts:
+                await c.execute(
+                    f"INSERT INTO attempts ({_ATTEMPT_COLS}) SELECT * FROM unnest("
+                    "$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
+                    "$7::text[], $8::text[], $9::text[], $10::int[], $11::text[], $12::text[], "
+                    "$13::boolean[], $14::bigint[], $15::bigint[], $16::bigint[])",
+                    *_columns(attempts, 16),
+                )
             return updated
 
-        return await self._write(run)
+        return await complete_isolated(
+            lambda batch: self._write(lambda c: run(c, batch)), completions
+        )
 
     async def release(self, leases: Sequence[tuple[str, str]], now_us: int) -> int:
         """Give back leases without an attempt (shutdown): due now, attempt not counted."""
@@ -1051,7 +1057,7 @@ class PostgresStore:
             ]
             if not held:
                 return 0
-            step = 1_000_000 / release_rate if release_rate > 0 else 0
+            step = release_step_us(release_rate)
             await c.execute(
                 "UPDATE deliveries d SET due_at_us = u.due_at_us, updated_at_us = $3 "
                 "FROM unnest($1::text[], $2::bigint[]) AS u(id, due_at_us) WHERE d.id = u.id",
@@ -1264,7 +1270,7 @@ class PostgresStore:
         rows = await self._read(lambda c: c.fetch("SELECT id, config FROM projects"))
         out = []
         for pid, text in rows:
-            hours = ProjectConfig.model_validate_json(text).retention_hours
+            hours = stored_config(text).retention_hours
             if hours > 0:
                 out.append((pid, hours))
         return out
@@ -1312,7 +1318,7 @@ class PostgresStore:
             )
             if row is None:
                 return None
-            config = ProjectConfig.model_validate_json(row[6])
+            config = stored_config(row[6])
             return FanoutJob(
                 row[0],
                 row[1],

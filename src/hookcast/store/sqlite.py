@@ -10,6 +10,8 @@ run beside the writer.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -20,7 +22,8 @@ from typing import Any, TypeVar
 
 import orjson
 
-from hookcast.domain.config import ProjectConfig
+from hookcast.domain import storable
+from hookcast.domain.config import ProjectConfig, stored_config
 from hookcast.domain.errors import (
     ConflictError,
     LeaseLostError,
@@ -72,7 +75,7 @@ from hookcast.domain.routing import (
     group_by_endpoint,
     strategy_for,
 )
-from hookcast.store.rows import delivery_row, event_row
+from hookcast.store.rows import complete_isolated, delivery_row, event_row, release_step_us
 from hookcast.store.urls import sqlite_path
 
 T = TypeVar("T")
@@ -181,7 +184,7 @@ def _load(text: str | None) -> Any:
 
 
 def _project(r: Sequence[Any]) -> Project:
-    return Project(r[0], r[1], r[2], ProjectConfig.model_validate_json(r[3]), r[4], r[5])
+    return Project(r[0], r[1], r[2], stored_config(r[3]), r[4], r[5])
 
 
 def _key(r: Sequence[Any]) -> ApiKey:
@@ -371,7 +374,8 @@ def _attempt(r: Sequence[Any]) -> Attempt:
     )
 
 
-def _attempt_row(a: Attempt) -> tuple[Any, ...]:
+def _attempt_row(attempt: Attempt) -> tuple[Any, ...]:
+    a = storable.attempt(attempt)
     return (
         a.id,
         a.delivery_id,
@@ -479,6 +483,7 @@ class SQLiteStore:
         self._reader = _DbThread(self.path, "hookcast-db-read", synchronous)
         self._filters = FilterCache()
         self._configs: dict[tuple[str, int], ProjectConfig] = {}
+        self._workers_lock: int | None = None
 
     async def open(self) -> None:
         parent = Path(self.path).parent
@@ -491,6 +496,29 @@ class SQLiteStore:
     async def close(self) -> None:
         await self._writer.stop()
         await self._reader.stop()
+        if self._workers_lock is not None:
+            os.close(self._workers_lock)  # releases the lock
+            self._workers_lock = None
+
+    async def join_workers(self, now_us: int) -> int:
+        """Join the worker processes of this file (a shared lock next to it, released by
+        the OS when the process ends, however it ends). When no other worker process is
+        alive, every lease in the file belongs to a process that died: they are
+        reclaimed at once (deliveries, broadcast fan-outs, batch jobs) instead of after
+        their lease time. Returns how many were reclaimed."""
+        if self._workers_lock is not None:
+            return 0
+        fd = os.open(self.path + ".workers.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        self._workers_lock = fd
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_SH)
+            return 0
+        try:
+            return await self._write(lambda c: _reclaim_all(c, now_us))
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_SH)  # other workers may join from now on
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def tx(conn: sqlite3.Connection) -> T:
@@ -910,7 +938,7 @@ class SQLiteStore:
         ):
             cfg = self._configs.get((pid, updated))
             if cfg is None:
-                cfg = ProjectConfig.model_validate_json(text)
+                cfg = stored_config(text)
                 if len(self._configs) > 10_000:
                     self._configs.clear()
                 self._configs[(pid, updated)] = cfg
@@ -919,34 +947,12 @@ class SQLiteStore:
 
     async def complete(self, completions: Sequence[Completion], now_us: int) -> int:
         """Record outcomes and attempts; each update is fenced by its lease token.
-        Returns how many deliveries were updated (the rest had lost their lease)."""
+        Returns how many deliveries were updated (the rest had lost their lease). A batch
+        that cannot be written is written again row by row (see rows.complete_isolated)."""
 
-        def run(c: sqlite3.Connection) -> int:
-            cur = c.executemany(
-                "UPDATE deliveries SET status = ?, due_at_us = ?, latency_us = "
-                "COALESCE(?, latency_us), description = ?, lease_token = NULL, "
-                "updated_at_us = ? WHERE id = ? AND lease_token = ? AND status = 'Processing'",
-                [
-                    (
-                        comp.status.value,
-                        comp.due_at_us,
-                        comp.latency_us,
-                        comp.description,
-                        now_us,
-                        comp.delivery_id,
-                        comp.lease_token,
-                    )
-                    for comp in completions
-                ],
-            )
-            updated = cur.rowcount
-            attempts = [_attempt_row(comp.attempt) for comp in completions if comp.attempt]
-            if attempts:
-                c.executemany(
-                    f"INSERT INTO attempts ({_ATTEMPT_COLS}) VALUES ({','.join('?' * 16)})",
-                    attempts,
-                )
-            for comp in completions:
+        def run(c: sqlite3.Connection, batch: Sequence[Completion]) -> int:
+            # disable first: a retry of an endpoint disabled now, or before, is held
+            for comp in batch:
                 if comp.attempt is None:
                     continue
                 if comp.breaker is not None:
@@ -958,9 +964,37 @@ class SQLiteStore:
                     _disable(
                         c, comp.attempt.endpoint_id, comp.disable_endpoint, comp.probe_at_us, now_us
                     )
+            cur = c.executemany(
+                "UPDATE deliveries SET status = ?1, due_at_us = CASE WHEN ?1 = 'Retry' AND "
+                "EXISTS (SELECT 1 FROM endpoints e WHERE e.id = deliveries.endpoint_id AND "
+                f"e.status = 'inactive') THEN {HELD_US} ELSE ?2 END, latency_us = "
+                "COALESCE(?3, latency_us), description = ?4, lease_token = NULL, "
+                "updated_at_us = ?5 WHERE id = ?6 AND lease_token = ?7 AND status = 'Processing'",
+                [
+                    (
+                        comp.status.value,
+                        comp.due_at_us,
+                        comp.latency_us,
+                        storable.text(comp.description, 2000),
+                        now_us,
+                        comp.delivery_id,
+                        comp.lease_token,
+                    )
+                    for comp in batch
+                ],
+            )
+            updated = cur.rowcount
+            attempts = [_attempt_row(comp.attempt) for comp in batch if comp.attempt]
+            if attempts:
+                c.executemany(
+                    f"INSERT INTO attempts ({_ATTEMPT_COLS}) VALUES ({','.join('?' * 16)})",
+                    attempts,
+                )
             return updated
 
-        return await self._write(run)
+        return await complete_isolated(
+            lambda batch: self._write(lambda c: run(c, batch)), completions
+        )
 
     async def release(self, leases: Sequence[tuple[str, str]], now_us: int) -> int:
         """Give back leases without an attempt (shutdown): due now, attempt not counted."""
@@ -1024,7 +1058,7 @@ class SQLiteStore:
                     (endpoint_id, HELD_US),
                 )
             ]
-            step = 1_000_000 / release_rate if release_rate > 0 else 0
+            step = release_step_us(release_rate)
             c.executemany(
                 "UPDATE deliveries SET due_at_us = ?, updated_at_us = ? WHERE id = ?",
                 [(int(now_us + i * step), now_us, d) for i, d in enumerate(held)],
@@ -1212,7 +1246,7 @@ class SQLiteStore:
         rows = await self._read(lambda c: c.execute("SELECT id, config FROM projects").fetchall())
         out = []
         for pid, text in rows:
-            hours = ProjectConfig.model_validate_json(text).retention_hours
+            hours = stored_config(text).retention_hours
             if hours > 0:
                 out.append((pid, hours))
         return out
@@ -1255,7 +1289,7 @@ class SQLiteStore:
                 "status = 'Processing', updated_at_us = ? WHERE id = ?",
                 (lease_token, now_us + lease_us, now_us, row[0]),
             )
-            config = ProjectConfig.model_validate_json(row[6])
+            config = stored_config(row[6])
             return FanoutJob(
                 row[0],
                 row[1],
@@ -1398,6 +1432,25 @@ def _disable(
         "AND status IN ('Scheduled', 'Retry')",
         (HELD_US, now_us, endpoint_id),
     )
+
+
+def _reclaim_all(c: sqlite3.Connection, now_us: int) -> int:
+    """Every lease is stale (no worker process is alive): due now. A reclaimed delivery
+    keeps its Processing status, so the claim still sees it as reclaimed."""
+    n = c.execute(
+        "UPDATE deliveries SET due_at_us = ? WHERE status = 'Processing' AND due_at_us > ?",
+        (now_us, now_us),
+    ).rowcount
+    n += c.execute(
+        "UPDATE events SET fanout_due_at_us = ? WHERE fanout_lease_token IS NOT NULL "
+        "AND fanout_due_at_us > ?",
+        (now_us, now_us),
+    ).rowcount
+    n += c.execute(
+        "UPDATE batch_jobs SET due_at_us = ? WHERE status = 'running' AND due_at_us > ?",
+        (now_us, now_us),
+    ).rowcount
+    return n
 
 
 def _with_claim(d: Delivery, due_at_us: int) -> Delivery:
