@@ -14,7 +14,7 @@ from typing import Protocol
 
 from aiohttp import web
 
-from hookcast.api.app import create_app
+from hookcast.api.app import api_runner, create_app
 from hookcast.api.auth import Authenticator
 from hookcast.api.context import ApiContext
 from hookcast.api.ingest import IngestQueue
@@ -28,7 +28,7 @@ from hookcast.delivery.shared import RedisRateLimiter
 from hookcast.delivery.waker import Waker
 from hookcast.delivery.worker import Worker, WorkerOptions
 from hookcast.domain.ports import Store
-from hookcast.metrics import Metrics, start_listener
+from hookcast.metrics import Metrics, is_loopback, start_listener
 from hookcast.settings import Settings
 from hookcast.store import migrate
 from hookcast.store.sqlite import SQLiteStore
@@ -90,7 +90,8 @@ class Running:
     background: list[tuple[Stoppable, asyncio.Task[None]]] = field(default_factory=list)
     metrics: Metrics = field(default_factory=Metrics)
     meta: MetaEvents | None = None
-    #: the /metrics listener of a process without the API (HOOKCAST_METRICS_PORT)
+    #: the separate /metrics listener: of a process without the API (HOOKCAST_METRICS_PORT),
+    #: or of the API process given HOOKCAST_METRICS_ADDRESS
     metrics_runner: web.AppRunner | None = None
     limiter: RedisRateLimiter | None = None
     tracing: Tracing = field(default_factory=Tracing)
@@ -120,6 +121,10 @@ async def start(
     running = Running(store, None, None, None, None, None, tracing=tracing)
     metrics = running.metrics
     if worker:
+        if isinstance(store, SQLiteStore):
+            reclaimed = await store.join_workers(time.time_ns() // 1000)
+            if reclaimed:
+                log.info("worker.reclaimed_at_start", extra={"leases": reclaimed})
         sender = Sender(
             read_bytes=settings.response_read_bytes,
             capture_bytes=settings.response_capture_bytes,
@@ -176,7 +181,7 @@ async def start(
             running.background.append((runner, asyncio.create_task(runner.run())))
         if not api and settings.metrics_enabled and settings.metrics_port:
             running.metrics_runner = await start_listener(
-                metrics, store, settings.host, settings.metrics_port
+                metrics, store, settings.host, settings.metrics_port, settings.metrics_token
             )
     if api:
         running.ingest = IngestQueue(
@@ -193,17 +198,43 @@ async def start(
             readiness=Readiness(settings, store),
             tracing=tracing,
         )
+        metrics_elsewhere = settings.metrics_listen_address()
         app = create_app(
             context,
             max_body_bytes=settings.max_body_bytes,
             metrics=metrics if settings.metrics_enabled else None,
+            metrics_route=metrics_elsewhere is None,
+            metrics_token=settings.metrics_token,
         )
-        running.runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        running.runner = api_runner(app)
         await running.runner.setup()
         site = web.TCPSite(running.runner, settings.host, settings.port, backlog=1024)
         await site.start()
         log.info("api.listening", extra={"url": f"http://{settings.host}:{settings.port}"})
+        if settings.metrics_enabled:
+            await _serve_metrics(running, settings, metrics_elsewhere)
     return running
+
+
+async def _serve_metrics(
+    running: Running, settings: Settings, elsewhere: tuple[str, int] | None
+) -> None:
+    """/metrics of the API process: on HOOKCAST_METRICS_ADDRESS when set, else on the API
+    port, where without a token anyone who reaches that port reads it."""
+    if elsewhere is not None:
+        host, port = elsewhere
+        running.metrics_runner = await start_listener(
+            running.metrics, running.store, host, port, settings.metrics_token
+        )
+    elif not settings.metrics_token and not is_loopback(settings.host):
+        log.warning(
+            "metrics.unprotected",
+            extra={
+                "detail": f"/metrics on {settings.host}:{settings.port} answers anyone who "
+                "reaches the API port; set HOOKCAST_METRICS_TOKEN, or HOOKCAST_METRICS_ADDRESS "
+                "to serve it on an internal address"
+            },
+        )
 
 
 async def _limiter(settings: Settings) -> RedisRateLimiter | None:

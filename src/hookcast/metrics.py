@@ -22,6 +22,8 @@ values from a short fixed list, written next to each metric below.
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -43,6 +45,7 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from hookcast.api.envelope import error
 from hookcast.domain.breaker import TransitionKind
 from hookcast.domain.config import META_EVENT_TYPES
 from hookcast.domain.models import DeliveryStatus, EventKind
@@ -367,15 +370,43 @@ class Metrics:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def metrics_handler(metrics: Metrics, store: Store) -> Handler:
-    """``GET /metrics``: reads the queue from *store*, then renders the registry."""
+def metrics_handler(metrics: Metrics, store: Store, token: str = "") -> Handler:
+    """``GET /metrics``: reads the queue from *store*, then renders the registry. With a
+    *token* (``HOOKCAST_METRICS_TOKEN``), only for ``Authorization: Bearer <token>``."""
+    expected = token.encode()
 
     async def handle(request: web.Request) -> web.Response:
+        if expected and not _bearer_matches(request.headers.get("Authorization", ""), expected):
+            return error(
+                "unauthorized: /metrics needs the header 'Authorization: Bearer <token>' "
+                "with the token set in HOOKCAST_METRICS_TOKEN",
+                401,
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
         await metrics.refresh_queue(store)
         body, content_type = metrics.render(request.headers.get("Accept", ""))
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     return handle
+
+
+def _bearer_matches(header: str, expected: bytes) -> bool:
+    scheme, _, credentials = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    # header values may hold any byte (as surrogates): compare bytes, in constant time
+    given = credentials.strip().encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(given, expected)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listener on *host* is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: assume it resolves to an outside address
 
 
 def in_flight_middleware(metrics: Metrics) -> Middleware:
@@ -393,13 +424,14 @@ def in_flight_middleware(metrics: Metrics) -> Middleware:
 
 
 async def start_listener(
-    metrics: Metrics, store: Store, host: str, port: int
+    metrics: Metrics, store: Store, host: str, port: int, token: str = ""
 ) -> web.AppRunner | None:
-    """A tiny HTTP server with ``/metrics`` only, for processes without the API
-    (``hookcast worker``). Delivery matters more than metrics: when the port is taken,
-    this logs ``metrics.listen_failed`` and the process runs on without it."""
+    """A tiny HTTP server with ``/metrics`` only: for processes without the API
+    (``hookcast worker``), and for an API process given ``HOOKCAST_METRICS_ADDRESS``.
+    Delivery matters more than metrics: when the port is taken, this logs
+    ``metrics.listen_failed`` and the process runs on without it."""
     app = web.Application()
-    app.router.add_get("/metrics", metrics_handler(metrics, store))
+    app.router.add_get("/metrics", metrics_handler(metrics, store, token))
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:

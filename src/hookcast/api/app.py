@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 
 from hookcast import dashboard, logs
 from hookcast.api.auth import RateLimitedError
@@ -94,9 +95,12 @@ def _request_id(request: web.Request) -> str:
 
 
 #: hostile-input limits on the request head: the guard answers JSON 431 above these; the
-#: HTTP parser itself refuses (plain 400) past twice as much, before any of our code runs
+#: HTTP parser itself refuses past twice as much, before any of our code runs (answered by
+#: :class:`_WireErrors`, JSON too)
 MAX_HEADERS = 100
 MAX_HEADER_BYTES = 8192
+#: the longest request line (URL) the HTTP parser takes (aiohttp's default); longer: 414
+MAX_REQUEST_LINE = 8190
 
 
 def _header_problem(request: web.Request) -> str | None:
@@ -164,15 +168,27 @@ def _register(app: web.Application, route: Route) -> None:
 
 
 def create_app(
-    context: ApiContext, *, max_body_bytes: int, metrics: Metrics | None = None
+    context: ApiContext,
+    *,
+    max_body_bytes: int,
+    metrics: Metrics | None = None,
+    metrics_route: bool = True,
+    metrics_token: str = "",
 ) -> web.Application:
+    """The API. With *metrics*, requests in flight are counted and, unless *metrics_route*
+    is false (``/metrics`` served elsewhere), ``GET /metrics`` is served, for
+    ``Authorization: Bearer <metrics_token>`` only when a token is given."""
     middlewares = [envelope] if metrics is None else [in_flight_middleware(metrics), envelope]
     middlewares.append(guard)  # inside the envelope: X-Request-ID on its answers too
     app = web.Application(
         middlewares=middlewares,
         client_max_size=max_body_bytes,
         # the parser's own limits, a backstop behind the guard's JSON 431
-        handler_args={"max_headers": 2 * MAX_HEADERS, "max_field_size": 2 * MAX_HEADER_BYTES},
+        handler_args={
+            "max_headers": 2 * MAX_HEADERS,
+            "max_field_size": 2 * MAX_HEADER_BYTES,
+            "max_line_size": MAX_REQUEST_LINE,
+        },
     )
     app[CTX] = context
     app[MAX_BODY] = max_body_bytes
@@ -180,8 +196,95 @@ def create_app(
         _register(app, route)
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
-    if metrics is not None:  # Prometheus text format; unauthenticated, like /health
-        app.router.add_get("/metrics", metrics_handler(metrics, context.store))
+    if metrics is not None and metrics_route:  # Prometheus text format
+        app.router.add_get("/metrics", metrics_handler(metrics, context.store, metrics_token))
     app.router.add_get("/openapi.json", _openapi_handler(orjson.dumps(build_openapi(ALL_ROUTES))))
     dashboard.setup(app)  # the web UI at /dashboard/ (and / redirects there)
     return app
+
+
+# ------------------------------------------------ what the HTTP parser refuses, as JSON
+
+
+class _WireErrors(web.RequestHandler):
+    """aiohttp's connection protocol, answering with the JSON envelope what its HTTP parser
+    refuses before any handler or middleware runs (a request line or header too long,
+    garbage instead of HTTP): aiohttp has no hook for these answers (aio-libs/aiohttp#3287)
+    but :meth:`handle_error`, which builds them."""
+
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if request.writer.output_size > 0:  # as aiohttp: an answer has begun, too late
+            raise ConnectionError("response already started, cannot send an error response")
+        rid = f"{_REQUEST_ID_PREFIX}{next(_request_ids):x}"
+        if isinstance(exc, HttpProcessingError):
+            status, text = self._refusal(exc)
+            log.info(
+                "api.bad_request",
+                extra={
+                    "status": status,
+                    "error": text,
+                    "remote": request.remote,
+                    "request_id": rid,
+                },
+            )
+        else:  # a handler failed outside the envelope (it should not happen)
+            log.error("api.unhandled", exc_info=exc, extra={"request_id": rid})
+            text = f"internal error: see the server log for request {rid}"
+            if status == 504:
+                text = "the request timed out"
+        response = error(text, status, headers={"X-Request-ID": rid})
+        response.force_close()
+        return response
+
+    def _refusal(self, exc: HttpProcessingError) -> tuple[int, str]:
+        if isinstance(exc, LineTooLong):
+            limit = exc.args[1] if len(exc.args) > 1 else None
+            if limit == self.max_line_size != self.max_field_size:
+                return 414, f"request line too long: the limit is {limit} bytes"
+            if limit == self.max_field_size != self.max_line_size:
+                return 431, f"request header too large: the limit is {MAX_HEADER_BYTES} bytes"
+            return 400, f"request line or header too long: the limit is {limit} bytes"
+        # the parser's words, up to the blank line before its quote of the offending bytes:
+        # "Invalid method encountered", "Bad status line:\n  Invalid HTTP version", …
+        words: list[str] = []
+        for line in (exc.message or "").strip().splitlines():
+            if not line.strip():
+                break
+            words.append(line.strip().rstrip(":."))
+        reason = ": ".join(words).replace("Bad status line", "bad request line")
+        if reason.startswith("Too many headers"):
+            return 431, f"too many request headers: the limit is {MAX_HEADERS}"
+        reason = "".join(c for c in reason[:200] if c.isprintable()) or "malformed request"
+        return 400, f"bad HTTP request: {reason}"
+
+
+class _ApiServer(web.Server):
+    """aiohttp's :class:`web.Server`, making :class:`_WireErrors` protocols."""
+
+    def __call__(self) -> web.RequestHandler:
+        return _WireErrors(self, loop=self._loop, **self._kwargs)
+
+
+class _ApiRunner(web.AppRunner):
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()  # starts the app, merges its handler_args
+        return _ApiServer(
+            server.request_handler,
+            request_factory=server.request_factory,
+            handler_cancellation=server.handler_cancellation,
+            **server._kwargs,
+        )
+
+
+def api_runner(app: web.Application) -> web.AppRunner:
+    """The runner to serve *app* with: aiohttp's, but what the HTTP parser refuses before the
+    app sees it is answered with the JSON envelope too (400, 414 or 431)."""
+    return _ApiRunner(app, access_log=None, handle_signals=False)
