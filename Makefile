@@ -8,7 +8,7 @@ STAMP   = $(VENV)/.installed
 SDK1    = $(VENV)/sdk1
 LINTED  = src tests $(wildcard bench)
 
-.PHONY: serve test check lint types bench bench-quick clean browser
+.PHONY: serve test check lint types bench bench-quick clean browser soak
 
 # the dashboard's end-to-end test drives Debian's chromium at this path through Playwright,
 # which never downloads a browser of its own
@@ -31,6 +31,16 @@ serve: $(STAMP)
 # the suite drives Debian's chromium (the dashboard test): installed first if missing
 test: $(STAMP) browser
 	$(PY) -m pytest $(ARGS)
+
+# the hostile receiver zoo, longer and randomized (HOOKCAST_ZOO_EXAMPLES runs of
+# HOOKCAST_ZOO_CASES random receivers per store), then its figures: cases, duplicates, lost
+SOAK_REPORT = .soak-report.jsonl
+soak: $(STAMP)
+	rm -f $(SOAK_REPORT)
+	HOOKCAST_ZOO_EXAMPLES=$${HOOKCAST_ZOO_EXAMPLES-25} HOOKCAST_ZOO_CASES=$${HOOKCAST_ZOO_CASES-20} \
+		HOOKCAST_ZOO_REPORT=$(CURDIR)/$(SOAK_REPORT) \
+		$(PY) -m pytest -q -p no:cacheprovider --timeout 3600 tests/e2e/test_zoo.py $(ARGS)
+	$(PY) tests/soak_report.py $(SOAK_REPORT)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check $(LINTED)
