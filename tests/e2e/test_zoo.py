@@ -265,6 +265,9 @@ EXAMPLES = int(os.environ.get("HOOKCAST_ZOO_EXAMPLES", "2"))
 CASES_PER_EXAMPLE = int(os.environ.get("HOOKCAST_ZOO_CASES", "12"))
 
 
+# the gateway's threads draw from the global random module (retry jitter) while hypothesis
+# draws the next example, which hypothesis mistakes for a strategy using it
+@pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies")
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
