@@ -19,13 +19,15 @@ from bench import (
     noisy,
     postgres,
     procs,
+    reference,
     source,
     summary,
 )
 
-# one module per scenario, run in this order (cases interleave run by run)
+# one module per scenario, run in this order (cases interleave run by run); the reference
+# prototype right after e2e, so its runs alternate with hookcast's in every round
 SCENARIOS: dict[str, ModuleType] = {
-    m.NAME: m for m in (ingest, e2e, broadcast, noisy, postgres, baseline)
+    m.NAME: m for m in (ingest, e2e, reference, broadcast, noisy, postgres, baseline)
 }
 
 REPO = procs.REPO

@@ -6,15 +6,27 @@ from __future__ import annotations
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import psutil
 
 from bench import procs
-from bench.gateway import Gateway
 from bench.harness import Options, log
 from bench.profiling import Profiler, find_py_spy
+
+
+class Server(Protocol):
+    """What the publisher needs of the system under test: ``hookcast serve``
+    (:class:`bench.gateway.Gateway`) or the reference prototype (``bench/reference.py``)."""
+
+    @property
+    def project_base(self) -> str: ...  # the publish URL is this plus ``/events``
+
+    @property
+    def api_key(self) -> str: ...
+
+    def check_alive(self) -> None: ...
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -129,7 +141,7 @@ class Receiver:
         *,
         hard_s: float,
         stall_s: float = 20.0,
-        alive: Gateway | None = None,
+        alive: Server | None = None,
         procs_alive: list[subprocess.Popen[bytes]] | None = None,
     ) -> int:
         """Poll until ``expected`` distinct deliveries arrived, nothing arrived for
@@ -159,7 +171,7 @@ class Publisher:
 
     def __init__(
         self,
-        gateway: Gateway,
+        gateway: Server,
         targets: list[dict[str, Any]],
         fanout: int,
         concurrency: int,

@@ -8,7 +8,14 @@ after ``--only`` refreshed one of the scenarios they come from):
 * ``hookcast_vs_celery_ratio`` / ``hookcast_vs_dramatiq_ratio``: hookcast's end-to-end
   deliveries/s (fan-out 1, SQLite) over the baseline's, measured in the same suite run or,
   after ``--only``, in the runs recorded in the file;
-* ``postgres_vs_sqlite_ratio``: hookcast on PostgreSQL over hookcast on SQLite (fan-out 1).
+* ``postgres_vs_sqlite_ratio``: hookcast on PostgreSQL over hookcast on SQLite (fan-out 1);
+* ``hookcast_vs_reference_ratio``: hookcast's ``e2e_deliveries_per_s`` over the reference
+  prototype's ``reference_deliveries_per_s`` (``bench/reference.py``: same load, same
+  receiver); ``hookcast_vs_reference_cpu_ratio``: server CPU per delivery, hookcast's over
+  the prototype's (above 1: hookcast spends more); ``hookcast_vs_reference_ingest_ratio``:
+  ``ingest_events_per_s`` over ``reference_ingest_events_per_s``;
+* ``server_cpu_us_per_delivery``: a plain name for hookcast's
+  ``e2e_server_cpu_us_per_delivery`` (fan-out 1, SQLite).
 
 Where a run-by-run pairing exists (same number of runs), ``per_run`` and ``spread`` hold
 the ratio of each pair of runs; the headline value is always the ratio of the medians.
@@ -28,7 +35,26 @@ DERIVED = {
     "hookcast_vs_celery_ratio": ("e2e_deliveries_per_s", "celery_deliveries_per_s"),
     "hookcast_vs_dramatiq_ratio": ("e2e_deliveries_per_s", "dramatiq_deliveries_per_s"),
     "postgres_vs_sqlite_ratio": ("postgres_deliveries_per_s", "e2e_deliveries_per_s"),
+    "hookcast_vs_reference_ratio": ("e2e_deliveries_per_s", "reference_deliveries_per_s"),
+    "hookcast_vs_reference_cpu_ratio": (
+        "e2e_server_cpu_us_per_delivery",
+        "reference_server_cpu_us_per_delivery",
+    ),
+    "hookcast_vs_reference_ingest_ratio": (
+        "ingest_events_per_s",
+        "reference_ingest_events_per_s",
+    ),
 }
+
+# plain names for figures measured under a scenario's key: alias -> source key
+ALIASES = {"server_cpu_us_per_delivery": "e2e_server_cpu_us_per_delivery"}
+
+REFERENCE_NOTE = (
+    "The *reference* is the team's lean prototype gateway (~200 lines, kept outside the "
+    "product, no leases, attempt log, auth or limits; `bench/reference.py`), run in the same "
+    "suite run with the same load generator, counts, concurrency and receiver as hookcast's "
+    "`e2e` fan-out 1 and `ingest` cases."
+)
 
 # (key, label, unit, digits): the figures the issue asks for first, then the rest
 HEADLINE: list[tuple[str, str, str, int]] = [
@@ -38,6 +64,7 @@ HEADLINE: list[tuple[str, str, str, int]] = [
     ("ingest_ack_p99_ms_at_2000", "Ingest: publish call p99 at 2,000 events/s", "ms", 1),
     ("e2e_deliveries_per_s", "End to end, fan-out 1: deliveries/s", "/s", 0),
     ("e2e_fanout5_deliveries_per_s", "End to end, fan-out 5: deliveries/s", "/s", 0),
+    ("server_cpu_us_per_delivery", "End to end, fan-out 1: server CPU per delivery", "µs", 0),
     ("e2e_p50_ms", "End to end, fan-out 1: publish→delivered p50", "ms", 1),
     ("e2e_p99_ms", "End to end, fan-out 1: publish→delivered p99", "ms", 1),
     ("e2e_p50_ms_at_2000", "End to end at 2,000 events/s: publish→delivered p50", "ms", 1),
@@ -60,11 +87,38 @@ HEADLINE: list[tuple[str, str, str, int]] = [
     ("dramatiq_deliveries_per_s", "dramatiq + Redis + requests: deliveries/s", "/s", 0),
     ("hookcast_vs_celery_ratio", "hookcast ÷ Celery (deliveries/s, fan-out 1)", "x", 1),
     ("hookcast_vs_dramatiq_ratio", "hookcast ÷ dramatiq (deliveries/s, fan-out 1)", "x", 1),
+    ("reference_deliveries_per_s", "Reference prototype, fan-out 1: deliveries/s", "/s", 0),
+    (
+        "reference_server_cpu_us_per_delivery",
+        "Reference prototype, fan-out 1: server CPU per delivery",
+        "µs",
+        0,
+    ),
+    ("reference_ingest_events_per_s", "Reference prototype: ingest events committed/s", "/s", 0),
+    ("hookcast_vs_reference_ratio", "hookcast ÷ reference (deliveries/s, fan-out 1)", "x", 2),
+    (
+        "hookcast_vs_reference_cpu_ratio",
+        "hookcast ÷ reference (server CPU per delivery, fan-out 1)",
+        "x",
+        2,
+    ),
+    ("hookcast_vs_reference_ingest_ratio", "hookcast ÷ reference (ingest events/s)", "x", 2),
 ]
 
 
 def derive(doc: dict[str, Any]) -> None:
-    """Add the derived ratios to a (merged) results document, in place."""
+    """Add the derived ratios and the aliases to a (merged) results document, in place."""
+    for key, source in ALIASES.items():
+        doc[key] = doc.get(source)
+        for section in ("per_run", "spread"):
+            if source in doc[section]:
+                doc[section][key] = doc[section][source]
+            else:
+                doc[section].pop(key, None)
+        if doc[key] is None:
+            doc["unavailable"][key] = doc["unavailable"].get(source, "not measured")
+        else:
+            doc["unavailable"].pop(key, None)
     for key, (num, den) in DERIVED.items():
         top, bottom = doc.get(num), doc.get(den)
         if not top or not bottom:
@@ -109,5 +163,7 @@ def markdown(doc: dict[str, Any], command: str) -> str:
             + " / ".join(fmt.format(v) for v in runs)
             + " |"
         )
+    if any(key.startswith("reference_") and key in doc for key, *_ in HEADLINE):
+        lines += ["", REFERENCE_NOTE]
     lines.append("")
     return "\n".join(lines)

@@ -90,19 +90,22 @@ def test_smoke_run_measures_every_embedded_scenario_and_delivers_everything(
 
 
 def test_missing_services_are_recorded_as_null_with_a_reason(tmp_path: Path) -> None:
-    # nothing listens on port 1: PostgreSQL and Redis are "not there"
+    # nothing listens on port 1: PostgreSQL and Redis are "not there"; nor is the reference
     doc = _bench(
         tmp_path,
         "--only",
-        "postgres,baseline",
+        "postgres,baseline,reference",
         env={
             "BENCH_PG_ADMIN_URL": "postgresql://postgres@127.0.0.1:1/postgres",
             "BENCH_REDIS_URL": "redis://127.0.0.1:1",
+            "HOOKCAST_REFERENCE_DIR": str(tmp_path / "no-reference"),
         },
     )
     for key in ("postgres_deliveries_per_s", "celery_deliveries_per_s", "hookcast_vs_celery_ratio"):
         assert doc[key] is None, key
         assert doc["unavailable"][key], key
     assert "PostgreSQL" in doc["unavailable"]["postgres_deliveries_per_s"]
+    for key in ("reference_deliveries_per_s", "reference_ingest_events_per_s"):
+        assert doc[key] is None and "reference prototype not found" in doc["unavailable"][key]
     assert not [k for k, v in doc["problems"].items() if v], doc["problems"]
     assert "quick" in doc and "noisy_healthy_ratio" in doc
