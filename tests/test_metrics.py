@@ -217,7 +217,7 @@ async def test_queue_depth_and_age_come_from_the_store(tmp_path: Path) -> None:
             assert value(s, "hookcast_queue_held_deliveries") == 0
 
             now = time.time_ns() // 1000
-            await running.store.disable_endpoint(ep["uid"], "breaker", None, now)
+            await running.store.records.disable_endpoint(ep["uid"], "breaker", None, now)
             s = await metrics()
             assert value(s, "hookcast_queue_due_deliveries") == 0
             assert value(s, "hookcast_queue_oldest_due_age_seconds") == 0

@@ -14,7 +14,7 @@ from hookcast.domain.errors import NotFoundError, ValidationError
 from hookcast.domain.ids import new_id
 from hookcast.domain.keys import generate_key
 from hookcast.domain.models import ApiKey, KeyRole, Project
-from hookcast.domain.ports import Store
+from hookcast.domain.ports import Catalog
 
 
 def _now_us() -> int:
@@ -22,7 +22,7 @@ def _now_us() -> int:
 
 
 async def create_api_key(
-    store: Store,
+    store: Catalog,
     *,
     project_id: str | None,
     role: KeyRole,
@@ -62,7 +62,7 @@ def key_state(key: ApiKey, now_us: int) -> str:
     return "active"
 
 
-async def list_api_keys(store: Store, project_id: str | None) -> list[ApiKey]:
+async def list_api_keys(store: Catalog, project_id: str | None) -> list[ApiKey]:
     """The keys of a project (every key, instance admin keys too, when None). The rows
     hold no secret: only a hash of each key is stored, and it is not returned."""
     if project_id is not None and await store.get_project(project_id) is None:
@@ -71,7 +71,7 @@ async def list_api_keys(store: Store, project_id: str | None) -> list[ApiKey]:
 
 
 async def revoke_api_key(
-    store: Store,
+    store: Catalog,
     key_id: str,
     *,
     project_id: str | None = None,
@@ -111,7 +111,7 @@ def _describe(exc: pydantic.ValidationError) -> str:
 
 
 async def create_project(
-    store: Store,
+    store: Catalog,
     name: str,
     *,
     config: dict[str, Any] | None = None,

@@ -19,6 +19,7 @@ from hookcast.api.auth import Authenticator
 from hookcast.api.context import ApiContext
 from hookcast.api.ingest import IngestQueue
 from hookcast.delivery.batches import BatchRunner
+from hookcast.delivery.directory import Directory
 from hookcast.delivery.fanout import BroadcastWatcher, FanoutOptions, FanoutRunner
 from hookcast.delivery.meta import MetaEvents, MetaOptions
 from hookcast.delivery.prober import Prober
@@ -27,24 +28,29 @@ from hookcast.delivery.sender import Sender
 from hookcast.delivery.shared import RedisRateLimiter
 from hookcast.delivery.waker import Waker
 from hookcast.delivery.worker import Worker, WorkerOptions
-from hookcast.domain.ports import Store
+from hookcast.domain.ports import Records
 from hookcast.metrics import Metrics, is_loopback, start_listener
 from hookcast.settings import Settings
-from hookcast.store import migrate
-from hookcast.store.sqlite import SQLiteStore
-from hookcast.store.urls import is_postgres
+from hookcast.store import Store, migrate, open_store
 from hookcast.tracing import Tracing
 from hookcast.tracing import setup as setup_tracing
 
 log = logging.getLogger("hookcast")
 
 
-def build_store(settings: Settings) -> Store:
-    if is_postgres(settings.database_url):
-        from hookcast.store.postgres import PostgresStore
-
-        return PostgresStore(settings.database_url, max_size=settings.pg_pool_max)
-    return SQLiteStore(settings.database_url, synchronous=settings.sqlite_synchronous)
+def build_store(settings: Settings, *, api: bool = True, worker: bool = True) -> Store:
+    """The store for this process. A process with one role runs its SQLite transactions on
+    the event loop's thread (short, batched ones: the hop to a thread and the GIL hand-offs
+    cost more than they spare); one that serves the API and delivers keeps them on threads,
+    so neither role waits for the other's commit to sync."""
+    alone = api != worker
+    return open_store(
+        settings.database_url,
+        synchronous=settings.sqlite_synchronous,
+        pg_pool_max=settings.pg_pool_max,
+        inline_writes=alone,
+        inline_reads=worker and not api,
+    )
 
 
 def run_migrations(settings: Settings, *, newer_ok: bool = True) -> str | None:
@@ -101,14 +107,11 @@ async def start(
     settings: Settings, *, api: bool = True, worker: bool = True, tracing: Tracing | None = None
 ) -> Running:
     tracing = tracing or setup_tracing(settings.otel_enabled, settings.otel_exporter)
-    store = build_store(settings)
-    if api and not worker and isinstance(store, SQLiteStore):
-        # an API-only process writes short group commits: on the loop thread they skip
-        # the thread hop and the GIL hand-offs that otherwise cap ingest
-        store.inline_writes = True
+    store = build_store(settings, api=api, worker=worker)
     await store.open()
+    records = store.records
     # a worker in its own process learns of new work from the database's change counter
-    probe = None if api else store.data_version
+    probe = None if api else store.db.data_version
     waker = Waker(probe)
     fanout_waker = Waker(probe)
     batch_waker = Waker(probe)
@@ -121,10 +124,9 @@ async def start(
     running = Running(store, None, None, None, None, None, tracing=tracing)
     metrics = running.metrics
     if worker:
-        if isinstance(store, SQLiteStore):
-            reclaimed = await store.join_workers(time.time_ns() // 1000)
-            if reclaimed:
-                log.info("worker.reclaimed_at_start", extra={"leases": reclaimed})
+        reclaimed = await store.reclaim_at_start(time.time_ns() // 1000)
+        if reclaimed:
+            log.info("worker.reclaimed_at_start", extra={"leases": reclaimed})
         sender = Sender(
             read_bytes=settings.response_read_bytes,
             capture_bytes=settings.response_capture_bytes,
@@ -142,7 +144,8 @@ async def start(
         )
         running.limiter = await _limiter(settings)
         running.worker = Worker(
-            store,
+            store.queue,
+            Directory(records),
             sender,
             waker,
             worker_options(settings),
@@ -152,9 +155,9 @@ async def start(
             tracing=tracing,
         )
         running.worker_task = asyncio.create_task(running.worker.run())
-        watcher = BroadcastWatcher(store, settings.poll_interval_s, metrics=metrics, meta=meta)
+        watcher = BroadcastWatcher(records, settings.poll_interval_s, metrics=metrics, meta=meta)
         running.fanout = FanoutRunner(
-            store,
+            records,
             fanout_waker,
             waker,
             FanoutOptions(
@@ -165,9 +168,9 @@ async def start(
             metrics=metrics,
             on_done=watcher.watch,
         )
-        batches = BatchRunner(store, batch_waker, waker, settings.poll_interval_s)
+        batches = BatchRunner(records, batch_waker, waker, settings.poll_interval_s)
         prober = Prober(
-            store,
+            records,
             sender,
             waker,
             settings.poll_interval_s,
@@ -176,26 +179,26 @@ async def start(
             base_s=settings.probe_base_s,
             max_s=settings.probe_max_s,
         )
-        retention = RetentionRunner(store, settings.retention_interval_s)
+        retention = RetentionRunner(records, settings.retention_interval_s)
         for runner in (running.fanout, watcher, batches, prober, retention):
             running.background.append((runner, asyncio.create_task(runner.run())))
         if not api and settings.metrics_enabled and settings.metrics_port:
             running.metrics_runner = await start_listener(
-                metrics, store, settings.host, settings.metrics_port, settings.metrics_token
+                metrics, records, settings.host, settings.metrics_port, settings.metrics_token
             )
     if api:
         running.ingest = IngestQueue(
-            store,
+            records,
             max_batch=settings.ingest_batch_max,
             wait_ms=settings.ingest_batch_wait_ms,
             on_commit=wake_all,
             metrics=metrics,
         )
         context = ApiContext(
-            store=store,
-            auth=Authenticator(store, settings.admin_api_key, rate_limit=settings.api_rate_limit),
+            store=records,
+            auth=Authenticator(records, settings.admin_api_key, rate_limit=settings.api_rate_limit),
             ingest=running.ingest,
-            readiness=Readiness(settings, store),
+            readiness=Readiness(settings, records),
             tracing=tracing,
         )
         metrics_elsewhere = settings.metrics_listen_address()
@@ -224,7 +227,7 @@ async def _serve_metrics(
     if elsewhere is not None:
         host, port = elsewhere
         running.metrics_runner = await start_listener(
-            running.metrics, running.store, host, port, settings.metrics_token
+            running.metrics, running.store.records, host, port, settings.metrics_token
         )
     elif not settings.metrics_token and not is_loopback(settings.host):
         log.warning(
@@ -260,7 +263,7 @@ class Readiness:
 
     SCHEMA_CHECK_S = 10.0
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: Records) -> None:
         self._url = settings.database_url
         self._store = store
         self._schema_ok_until = 0.0
@@ -309,6 +312,31 @@ async def stop(running: Running) -> None:
     log.info("hookcast.stopped")
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. a container's share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def process_layout(
+    requested: int | None, *, no_worker: bool, cores: int | None = None
+) -> tuple[int, str]:
+    """How many delivery worker processes ``serve`` runs beside its API process, and why.
+    Asked for: that many. Otherwise one on a machine with two or more cores (ingest and
+    delivery each get a core; measured about twice the throughput of one process), and
+    none (all in one process) on a single core."""
+    if no_worker:
+        return 0, "API only (--no-worker)"
+    if requested is not None:
+        return requested, f"--workers {requested}"
+    cores = usable_cores() if cores is None else cores
+    if cores >= 2:
+        return 1, f"{cores} cores: the API in this process, delivery in one worker process"
+    return 0, "1 core: the API and delivery in this process"
+
+
 async def serve(
     settings: Settings, *, api: bool = True, worker: bool = True, worker_processes: int = 0
 ) -> None:
@@ -329,8 +357,29 @@ async def serve(
         await _stop_children(children, settings.shutdown_grace_s + 5)
 
 
+#: set for the worker processes ``serve`` starts: they stop when it goes, however it goes
+PARENT_ENV = "HOOKCAST_PARENT_PID"
+
+
+def follow_parent(parent_pid: int) -> None:
+    """In a worker process started by ``serve``: be sent SIGTERM (a clean stop: in-flight
+    attempts finish, leases are given back) when the parent dies, even by kill -9, so no
+    orphan keeps delivering beside the next ``serve``."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent_pid:  # it died before the line above took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 async def _spawn_worker(settings: Settings, index: int) -> asyncio.subprocess.Process:
-    env = {**os.environ, "HOOKCAST_DATABASE_URL": settings.database_url}
+    env = {
+        **os.environ,
+        "HOOKCAST_DATABASE_URL": settings.database_url,
+        PARENT_ENV: str(os.getpid()),
+    }
     if settings.metrics_port:  # each child serves its own registry on a port of its own
         env["HOOKCAST_METRICS_PORT"] = str(settings.metrics_port + index)
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "hookcast", "worker", env=env)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
@@ -49,7 +50,7 @@ async def _with_store(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> 
     store = bootstrap.build_store(settings)
     await store.open()
     try:
-        return await fn(store)
+        return await fn(store.records)
     finally:
         await store.close()
 
@@ -62,6 +63,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     revision = bootstrap.run_migrations(settings)
     import logging
 
+    workers, why = bootstrap.process_layout(args.workers, no_worker=args.no_worker)
     logging.getLogger("hookcast").info(
         "hookcast.starting",
         extra={
@@ -69,17 +71,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "database": settings.database_url,
             "schema": revision,
             "worker": not args.no_worker,
+            "worker_processes": workers,
+            "layout": why,
         },
     )
-    _run(
-        bootstrap.serve(
-            settings, api=True, worker=not args.no_worker, worker_processes=args.workers
-        )
-    )
+    _run(bootstrap.serve(settings, api=True, worker=not args.no_worker, worker_processes=workers))
     return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    parent = os.environ.get(bootstrap.PARENT_ENV)
+    if parent:
+        bootstrap.follow_parent(int(parent))
     settings = _settings(args)
     logs.configure(settings.log_level, "text" if args.text_logs else settings.log_format)
     bootstrap.run_migrations(settings)
@@ -418,9 +421,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workers",
         type=int,
-        default=0,
+        default=None,
         metavar="N",
-        help="run delivery in N worker processes beside the API (default: in this process)",
+        help="run delivery in N worker processes beside the API; 0: all in this process "
+        "(default: one worker process on a machine with two or more cores, else 0)",
     )
     p.add_argument("--text-logs", action="store_true", help="human-readable logs")
     p.set_defaults(fn=cmd_serve)

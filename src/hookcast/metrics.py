@@ -9,7 +9,7 @@ Where the numbers come from:
   serves its own registry on ``HOOKCAST_METRICS_PORT`` (``serve --workers N`` gives its
   children that port + 0 … N-1); scrape every process and sum in Prometheus.
 - **Queue gauges are read from the database when scraped** (one cheap query, see
-  :meth:`hookcast.domain.ports.Store.queue_stats`), so every process reports the same
+  :meth:`hookcast.domain.ports.Operations.queue_stats`), so every process reports the same
   whole-queue numbers: take ``max`` across processes, not ``sum``.
 - **Circuit breakers** (``hookcast_circuit_breakers``) count the endpoints this worker
   process has seen, by state; each worker holds its own breakers.
@@ -49,7 +49,7 @@ from hookcast.api.envelope import error
 from hookcast.domain.breaker import TransitionKind
 from hookcast.domain.config import META_EVENT_TYPES
 from hookcast.domain.models import DeliveryStatus, EventKind
-from hookcast.domain.ports import QueueStats, Store
+from hookcast.domain.ports import Operations, QueueStats
 
 log = logging.getLogger("hookcast.metrics")
 
@@ -107,7 +107,7 @@ class _QueueSnapshot:
 
 
 class _QueueCollector(Collector):
-    """The queue gauges, from the last :meth:`Store.queue_stats` read (at scrape time)."""
+    """The queue gauges, from the last :meth:`Operations.queue_stats` read (at scrape time)."""
 
     def __init__(self) -> None:
         self.snapshot = _QueueSnapshot(None, 0)
@@ -351,7 +351,7 @@ class Metrics:
 
     # ------------------------------------------------------------ exposition
 
-    async def refresh_queue(self, store: Store, timeout_s: float = 5.0) -> None:
+    async def refresh_queue(self, store: Operations, timeout_s: float = 5.0) -> None:
         now = time.time_ns() // 1000
         try:
             async with asyncio.timeout(timeout_s):
@@ -370,7 +370,7 @@ class Metrics:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def metrics_handler(metrics: Metrics, store: Store, token: str = "") -> Handler:
+def metrics_handler(metrics: Metrics, store: Operations, token: str = "") -> Handler:
     """``GET /metrics``: reads the queue from *store*, then renders the registry. With a
     *token* (``HOOKCAST_METRICS_TOKEN``), only for ``Authorization: Bearer <token>``."""
     expected = token.encode()
@@ -424,7 +424,7 @@ def in_flight_middleware(metrics: Metrics) -> Middleware:
 
 
 async def start_listener(
-    metrics: Metrics, store: Store, host: str, port: int, token: str = ""
+    metrics: Metrics, store: Operations, host: str, port: int, token: str = ""
 ) -> web.AppRunner | None:
     """A tiny HTTP server with ``/metrics`` only: for processes without the API
     (``hookcast worker``), and for an API process given ``HOOKCAST_METRICS_ADDRESS``.

@@ -36,7 +36,7 @@ from hookcast.api.routes.endpoints import DEFAULT_TIMEOUT_S
 from hookcast.delivery.retention import RetentionRunner, retention_cutoff_us
 from hookcast.domain.breaker import BreakerConfig
 from hookcast.domain.config import MAX_INT32, ProjectConfig
-from hookcast.domain.ports import Store
+from hookcast.domain.ports import Operations
 from hookcast.settings import Settings
 from support import Gateway, Project, Receiver, make_settings, wait_until
 
@@ -488,7 +488,7 @@ def _db_path(gateway: Gateway) -> str:
 class _PurgeFailsFor:
     """A store whose purge fails for one project, listed first."""
 
-    def __init__(self, store: Store, bad: str, hours: int | None = None) -> None:
+    def __init__(self, store: Operations, bad: str, hours: int | None = None) -> None:
         self._store, self._bad, self._hours = store, bad, hours
         self.purged: list[tuple[str, int]] = []
 
@@ -509,9 +509,9 @@ def _sweep(gateway: Gateway, hours_later: float, wrap: Any = None) -> int:
         store = bootstrap.build_store(gateway.settings)
         await store.open()
         try:
-            runner_store = store if wrap is None else wrap(store)
+            runner_store = store.records if wrap is None else wrap(store.records)
             now = time.time_ns() // 1000 + int(hours_later * 3_600_000_000)
-            return await RetentionRunner(cast(Store, runner_store), 60).pass_once(now_us=now)
+            return await RetentionRunner(cast(Operations, runner_store), 60).pass_once(now_us=now)
         finally:
             await store.close()
 
@@ -550,7 +550,7 @@ def test_one_projects_failed_purge_does_not_stop_the_others(
     keep, short = two_projects
     wrappers: list[_PurgeFailsFor] = []
 
-    def wrap(store: Store) -> _PurgeFailsFor:
+    def wrap(store: Operations) -> _PurgeFailsFor:
         wrappers.append(_PurgeFailsFor(store, keep.id))
         return wrappers[-1]
 
@@ -570,7 +570,7 @@ def test_a_retention_beyond_every_bound_gives_cutoff_zero_not_an_overflow(
     assert retention_cutoff_us(10**15, 0) == 10**15
     wrappers: list[_PurgeFailsFor] = []
 
-    def wrap(store: Store) -> _PurgeFailsFor:  # a store that hands out the raw hours
+    def wrap(store: Operations) -> _PurgeFailsFor:  # a store that hands out the raw hours
         wrappers.append(_PurgeFailsFor(store, keep.id, hours=10**12))
         return wrappers[-1]
 

@@ -165,25 +165,32 @@ async def test_store_lists_and_revokes_keys(store_url: str) -> None:
     store = bootstrap.build_store(Settings(database_url=store_url))
     await store.open()
     try:
-        project, first, _ = await admin.create_project(store, "p")
-        other, _, _ = await admin.create_project(store, "q")
-        viewer, _ = await admin.create_api_key(store, project_id=project.id, role=KeyRole.VIEWER)
-        root, _ = await admin.create_api_key(store, project_id=None, role=KeyRole.INSTANCE_ADMIN)
-        assert [k.id for k in await store.list_api_keys(project.id)] == [first.id, viewer.id]
-        everything = {k.id for k in await store.list_api_keys(None)}
+        project, first, _ = await admin.create_project(store.records, "p")
+        other, _, _ = await admin.create_project(store.records, "q")
+        viewer, _ = await admin.create_api_key(
+            store.records, project_id=project.id, role=KeyRole.VIEWER
+        )
+        root, _ = await admin.create_api_key(
+            store.records, project_id=None, role=KeyRole.INSTANCE_ADMIN
+        )
+        assert [k.id for k in await store.records.list_api_keys(project.id)] == [
+            first.id,
+            viewer.id,
+        ]
+        everything = {k.id for k in await store.records.list_api_keys(None)}
         assert {first.id, viewer.id, root.id} <= everything and len(everything) == 4
         # scoped to another project: not found, not revoked
-        assert await store.revoke_api_key(viewer.id, other.id, 5) is None
-        revoked = await store.revoke_api_key(viewer.id, project.id, 7)
+        assert await store.records.revoke_api_key(viewer.id, other.id, 5) is None
+        revoked = await store.records.revoke_api_key(viewer.id, project.id, 7)
         assert revoked is not None and revoked.revoked_at_us == 7
-        again = await admin.revoke_api_key(store, viewer.id, clock=lambda: 9)
+        again = await admin.revoke_api_key(store.records, viewer.id, clock=lambda: 9)
         assert again.revoked_at_us == 7  # the first revocation stands
-        found = await store.find_api_key(viewer.mask)
+        found = await store.records.find_api_key(viewer.mask)
         assert found is not None and found[0].revoked_at_us == 7
-        assert (await store.revoke_api_key(root.id, None, 11)) is not None
+        assert (await store.records.revoke_api_key(root.id, None, 11)) is not None
         with pytest.raises(NotFoundError):
-            await admin.revoke_api_key(store, "01ARZ3NDEKTSV4RRFFQ69G5FAV")
-        states = {k.id: admin.key_state(k, 10) for k in await store.list_api_keys(None)}
+            await admin.revoke_api_key(store.records, "01ARZ3NDEKTSV4RRFFQ69G5FAV")
+        states = {k.id: admin.key_state(k, 10) for k in await store.records.list_api_keys(None)}
         assert states[viewer.id] == "revoked" and states[first.id] == "active"
     finally:
         await store.close()

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import requests
 
@@ -132,27 +133,29 @@ def test_probes_that_raise_or_hang_do_not_starve_other_projects(tmp_path: Path, 
         await store.open()
         sender = Sender(read_bytes=1024, capture_bytes=100, allowed_networks=LOOPBACK)
         try:
-            gw_project = await _project(store, "traps")
-            other = await _project(store, "bystander")
+            gw_project = await _project(store.records, "traps")
+            other = await _project(store.records, "bystander")
             now = time.time_ns() // 1000
             traps = []
             for i in range(25):
                 secret = "whsk_x" if i % 2 else "whsec_c2VjcmV0c2VjcmV0c2VjcmV0"
-                traps.append(await _disabled(store, gw_project, hang_url, secret, now - 10_000))
-            good = await _disabled(store, other, good_url, "whsec_c2VjcmV0", now)
-            prober = Prober(store, sender, waker, 0.05, base_s=30, max_s=60)
+                traps.append(
+                    await _disabled(store.records, gw_project, hang_url, secret, now - 10_000)
+                )
+            good = await _disabled(store.records, other, good_url, "whsec_c2VjcmV0", now)
+            prober = Prober(store.records, sender, waker, 0.05, base_s=30, max_s=60)
             task = asyncio.create_task(prober.run())
             try:
                 for _ in range(100):
-                    ep = await store.get_endpoint(other, good)
+                    ep = await store.records.get_endpoint(other, good)
                     if ep is not None and ep.status is EndpointStatus.ACTIVE:
                         break
                     await asyncio.sleep(0.05)
             finally:
                 prober.request_stop()
                 await asyncio.wait_for(task, 15)
-            rows = [await store.get_endpoint(gw_project, t) for t in traps]
-            return rows, await store.get_endpoint(other, good)
+            rows = [await store.records.get_endpoint(gw_project, t) for t in traps]
+            return rows, await store.records.get_endpoint(other, good)
         finally:
             await sender.close()
             await store.close()
@@ -236,8 +239,9 @@ def test_deliveries_in_flight_when_an_endpoint_says_gone_are_held_and_released(
 def test_the_embedded_process_reclaims_its_leases_at_start(
     tmp_path: Path, receiver: Receiver
 ) -> None:
-    """kill -9 with deliveries in flight and a 30 s lease: the next start delivers them at
-    once (no other process can hold them), not after the lease."""
+    """kill -9 of every process (the API and its worker process, as a machine crash) with
+    deliveries in flight and a 30 s lease: the next start delivers them at once (no other
+    process can hold them), not after the lease."""
     db = str(tmp_path / "hookcast.db")
     slow = Behaviour(delay_s=3)
     receiver.behave("/slow", slow, slow, slow, Behaviour(200))
@@ -262,6 +266,8 @@ def test_the_embedded_process_reclaims_its_leases_at_start(
             assert r.status_code == 201
         assert receiver.wait_for("/slow", 3, timeout=10)
     finally:
+        for child in psutil.Process(server.proc.pid).children(recursive=True):
+            child.kill()
         server.kill()
     started = time.monotonic()
     again = ServerProcess(db, port=server.port)
@@ -271,3 +277,23 @@ def test_the_embedded_process_reclaims_its_leases_at_start(
         assert "worker.reclaimed_at_start" in again.log()
     finally:
         again.terminate()
+
+
+def test_the_default_layout_is_one_worker_process_beside_the_api_on_two_cores() -> None:
+    assert bootstrap.process_layout(None, no_worker=False, cores=2)[0] == 1
+    assert bootstrap.process_layout(None, no_worker=False, cores=1)[0] == 0
+    assert bootstrap.process_layout(3, no_worker=False, cores=1)[0] == 3
+    assert bootstrap.process_layout(0, no_worker=False, cores=8)[0] == 0
+    assert bootstrap.process_layout(None, no_worker=True, cores=8)[0] == 0
+
+
+@pytest.mark.slow
+def test_a_worker_process_stops_when_its_serve_dies(tmp_path: Path) -> None:
+    server = ServerProcess(str(tmp_path / "hookcast.db"))  # the default layout: 2 cores
+    try:
+        assert wait_until(lambda: bool(psutil.Process(server.proc.pid).children()), 10)
+        [child] = psutil.Process(server.proc.pid).children()
+    finally:
+        server.kill()
+    child.wait(timeout=20)  # SIGTERM from the kernel: a clean stop, not an orphan
+    assert not child.is_running()

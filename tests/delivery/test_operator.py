@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from hookcast.delivery.retention import RetentionRunner
-from hookcast.store.sqlite import SQLiteStore
+from hookcast.store import open_store
 from support import Behaviour, Gateway, Receiver, wait_until
 
 ONE_TRY = {"strategy": {"type": "linear", "duration": 1, "retry_count": 1}}
@@ -64,13 +64,13 @@ def test_retention_removes_old_rows_in_batches(gateway: Gateway, receiver: Recei
     db = gateway.settings.database_url
 
     async def sweep(hours_later: float) -> int:
-        store = SQLiteStore(db)
+        store = open_store(db)
         await store.open()
         try:
             import time
 
             now = time.time_ns() // 1000 + int(hours_later * 3_600_000_000)
-            return await RetentionRunner(store, 60).pass_once(now_us=now)
+            return await RetentionRunner(store.records, 60).pass_once(now_us=now)
         finally:
             await store.close()
 

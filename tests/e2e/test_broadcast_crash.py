@@ -12,8 +12,7 @@ import requests
 
 from hookcast import admin
 from hookcast.domain.ids import new_id
-from hookcast.store import migrate
-from hookcast.store.sqlite import SQLiteStore
+from hookcast.store import migrate, open_store
 from support import ServerProcess, wait_until
 
 ENDPOINTS = 12_000
@@ -26,15 +25,17 @@ def _seed(db: str) -> tuple[str, str]:
     migrate.upgrade(url)
 
     async def make() -> tuple[str, str]:
-        store = SQLiteStore(url)
+        store = open_store(url)
         await store.open()
         try:
             # paused project-wide release keeps deliveries from being attempted during the test
-            project, _, _ = await admin.create_project(store, "crash", config={"broadcast_rate": 1})
+            project, _, _ = await admin.create_project(
+                store.records, "crash", config={"broadcast_rate": 1}
+            )
             from hookcast.domain.models import KeyRole
 
             _, token = await admin.create_api_key(
-                store, project_id=project.id, role=KeyRole.ADMIN, can_broadcast=True
+                store.records, project_id=project.id, role=KeyRole.ADMIN, can_broadcast=True
             )
             return project.id, token
         finally:

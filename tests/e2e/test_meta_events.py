@@ -123,7 +123,7 @@ def test_endpoint_enabled_after_a_successful_probe(
     project.publish(ep["uid"])
     wait_for_meta(receiver, "endpoint.disabled")
     # the first probe is 30 s away: bring it forward instead of waiting
-    store = fast_gateway._running.store
+    store = fast_gateway._running.store.records
     fast_gateway._thread.run(store.reschedule_probe(ep["uid"], time.time_ns() // 1000, 0))
     (enabled,) = wait_for_meta(receiver, "endpoint.enabled")
     assert enabled["data"]["endpoint_id"] == ep["uid"]

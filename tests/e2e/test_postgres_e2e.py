@@ -24,7 +24,6 @@ from hookcast import admin, bootstrap
 from hookcast.domain.config import StrategyConfig
 from hookcast.domain.ids import new_id
 from hookcast.domain.models import (
-    Attempt,
     DeliveryStatus,
     Endpoint,
     EndpointStatus,
@@ -32,9 +31,8 @@ from hookcast.domain.models import (
     Secret,
 )
 from hookcast.domain.paging import PageRequest
-from hookcast.domain.ports import ClaimedDelivery, Completion, DeliveryFilter, NewEvent
-from hookcast.store import migrate
-from hookcast.store.postgres import PostgresStore
+from hookcast.domain.ports import AttemptRow, DeliveryFilter, Finish, Lease, NewEvent
+from hookcast.store import Store, migrate, open_store
 from pg_support import fresh_database
 from support import (
     ADMIN_KEY,
@@ -236,31 +234,16 @@ def _event(project_id: str, endpoint_id: str, key: str = "") -> NewEvent:
     )
 
 
-def _success(cd: ClaimedDelivery) -> Completion:
-    d = cd.delivery
-    attempt = Attempt(
-        new_id(),
-        d.id,
-        d.project_id,
-        d.endpoint_id,
-        "u",
-        "POST",
-        "127.0.0.1",
-        {},
-        {},
-        200,
-        "",
-        "",
-        True,
-        NOW,
-        NOW,
-        NOW,
-    )
-    return Completion(d.id, cd.lease_token, DeliveryStatus.SUCCESS, NOW, 10, "", attempt)
+def _success(lease: Lease) -> Finish:
+    attempt = AttemptRow(
+        new_id(), lease.id, lease.project_id, lease.endpoint_id, "u", "POST", "127.0.0.1",
+        "{}", "{}", 200, "", "", True, NOW, NOW, NOW,
+    )  # fmt: skip
+    return Finish(lease.id, lease.token, lease.endpoint_id, "Success", NOW, 10, "", attempt)
 
 
-async def _stores(url: str, n: int) -> list[PostgresStore]:
-    stores = [PostgresStore(url) for _ in range(n)]
+async def _stores(url: str, n: int) -> list[Store]:
+    stores = [open_store(url) for _ in range(n)]
     for s in stores:
         await s.open()
     return stores
@@ -269,26 +252,27 @@ async def _stores(url: str, n: int) -> list[PostgresStore]:
 async def test_two_store_instances_claiming_concurrently_never_share(pg_url: str) -> None:
     a, b = await _stores(pg_url, 2)
     try:
-        project, _, _ = await admin.create_project(a, "race", clock=lambda: NOW)
+        project, _, _ = await admin.create_project(a.records, "race", clock=lambda: NOW)
         eps = [_endpoint(project.id) for _ in range(5)]
         for ep in eps:
-            await a.create_endpoint(ep)
+            await a.records.create_endpoint(ep)
         total = 1500
         for i in range(0, total, 500):
-            await a.ingest([_event(project.id, eps[j % 5].id) for j in range(i, i + 500)])
+            await a.records.ingest([_event(project.id, eps[j % 5].id) for j in range(i, i + 500)])
         claimed: dict[str, list[str]] = {"a": [], "b": []}
 
-        async def worker(name: str, store: PostgresStore, lane: int) -> None:
+        async def worker(name: str, store: Store, lane: int) -> None:
             n = 0
+            done: list[Finish] = []
             while True:
                 n += 1
-                batch = await store.claim_due(
-                    now_us=NOW, limit=25, lease_us=30_000_000, lease_token=f"{name}{lane}-{n}"
+                batch = await store.queue.tick(
+                    done, limit=25, now_us=NOW, lease_us=30_000_000, token=f"{name}{lane}-{n}"
                 )
                 if not batch:
                     return
-                claimed[name].extend(cd.delivery.id for cd in batch)
-                assert await store.complete([_success(cd) for cd in batch], NOW) == len(batch)
+                claimed[name].extend(lease.id for lease in batch)
+                done = [_success(lease) for lease in batch]
 
         await asyncio.gather(
             *(worker("a", a, lane) for lane in range(4)),
@@ -297,11 +281,12 @@ async def test_two_store_instances_claiming_concurrently_never_share(pg_url: str
         ids = claimed["a"] + claimed["b"]
         assert len(ids) == total and len(set(ids)) == total
         assert claimed["a"] and claimed["b"]  # both really took part
-        page = await a.list_deliveries(
+        page = await a.records.list_deliveries(
             project.id, DeliveryFilter(statuses=(DeliveryStatus.SUCCESS,)), PageRequest(1)
         )
         assert page.items and page.has_next_page
-        assert await a.next_due_at() is None
+        stats = await a.records.queue_stats(NOW + 10**12)
+        assert stats.due == 0 and stats.scheduled == 0  # every delivery was recorded
     finally:
         for s in (a, b):
             await s.close()
@@ -310,19 +295,19 @@ async def test_two_store_instances_claiming_concurrently_never_share(pg_url: str
 async def test_idempotency_key_is_race_free_across_store_instances(pg_url: str) -> None:
     stores = await _stores(pg_url, 4)
     try:
-        project, _, _ = await admin.create_project(stores[0], "idem", clock=lambda: NOW)
+        project, _, _ = await admin.create_project(stores[0].records, "idem", clock=lambda: NOW)
         ep = _endpoint(project.id)
-        await stores[0].create_endpoint(ep)  # no subscription yet: each batch races for one
+        await stores[0].records.create_endpoint(ep)  # no subscription yet: each batch races for one
         keys = [f"k{i}" for i in range(20)]
         results = await asyncio.gather(
-            *(s.ingest([_event(project.id, ep.id, k) for k in keys]) for s in stores)
+            *(s.records.ingest([_event(project.id, ep.id, k) for k in keys]) for s in stores)
         )
         originals = [r for batch in results for r in batch if not r.is_duplicate]
         assert all(r.error is None for batch in results for r in batch)
         assert len(originals) == len(keys)  # one per key, whichever store won
-        subs = await stores[0].list_subscriptions(project.id, [ep.id], None, PageRequest())
+        subs = await stores[0].records.list_subscriptions(project.id, [ep.id], None, PageRequest())
         assert len(subs.items) == 1  # one catch-all subscription, not one per store
-        deliveries = await stores[0].list_deliveries(
+        deliveries = await stores[0].records.list_deliveries(
             project.id, DeliveryFilter(), PageRequest(per_page=100)
         )
         assert len(deliveries.items) == len(keys)
@@ -334,16 +319,16 @@ async def test_idempotency_key_is_race_free_across_store_instances(pg_url: str) 
 async def test_data_version_sees_work_committed_by_another_instance(pg_url: str) -> None:
     api, worker = await _stores(pg_url, 2)
     try:
-        project, _, _ = await admin.create_project(api, "wake", clock=lambda: NOW)
+        project, _, _ = await admin.create_project(api.records, "wake", clock=lambda: NOW)
         ep = _endpoint(project.id)
-        await api.create_endpoint(ep)
-        before = await worker.data_version()
-        assert await worker.data_version() == before  # nothing new: unchanged, and cheap
-        await api.ingest([_event(project.id, ep.id)])
+        await api.records.create_endpoint(ep)
+        before = await worker.records.data_version()
+        assert await worker.records.data_version() == before  # nothing new: unchanged, and cheap
+        await api.records.ingest([_event(project.id, ep.id)])
         deadline = time.monotonic() + 5
-        while await worker.data_version() == before and time.monotonic() < deadline:
+        while await worker.records.data_version() == before and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
-        assert await worker.data_version() != before
+        assert await worker.records.data_version() != before
     finally:
         await api.close()
         await worker.close()
@@ -353,26 +338,26 @@ async def test_data_version_survives_a_lost_listen_connection(pg_url: str) -> No
     store = await _stores(pg_url, 1)
     s = store[0]
     try:
-        first = await s.data_version()
-        listener = s._listener
+        first = await s.records.data_version()
+        listener = s.db._listener
         assert listener is not None
         listener.terminate()  # as if the server dropped it
         deadline = time.monotonic() + 5
-        while (s._listener is listener or await s.data_version() == first) and (
+        while (s.db._listener is listener or await s.records.data_version() == first) and (
             time.monotonic() < deadline
         ):
-            await s.data_version()
+            await s.records.data_version()
             await asyncio.sleep(0.01)
-        assert s._listener is not listener and not s._listener.is_closed()
-        reconnected = await s.data_version()
+        assert s.db._listener is not listener and not s.db._listener.is_closed()
+        reconnected = await s.records.data_version()
         assert reconnected != first  # a missed notification is assumed: wake up
-        project, _, _ = await admin.create_project(s, "again", clock=lambda: NOW)
+        project, _, _ = await admin.create_project(s.records, "again", clock=lambda: NOW)
         ep = _endpoint(project.id)
-        await s.create_endpoint(ep)
-        await s.ingest([_event(project.id, ep.id)])
+        await s.records.create_endpoint(ep)
+        await s.records.ingest([_event(project.id, ep.id)])
         deadline = time.monotonic() + 5
-        while await s.data_version() == reconnected and time.monotonic() < deadline:
+        while await s.records.data_version() == reconnected and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
-        assert await s.data_version() != reconnected
+        assert await s.records.data_version() != reconnected
     finally:
         await s.close()

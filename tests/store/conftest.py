@@ -8,10 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hookcast.domain.ports import Store
-from hookcast.store import migrate
-from hookcast.store.postgres import PostgresStore
-from hookcast.store.sqlite import SQLiteStore
+from hookcast.store import Store, migrate, open_store
 from pg_support import Database, fresh_database
 
 
@@ -27,15 +24,14 @@ def pg_database() -> Iterator[Database]:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    s: SQLiteStore | PostgresStore
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'contract.db'}"
         migrate.upgrade(url)
-        s = SQLiteStore(url)
+        s = open_store(url)
     else:
         db: Database = request.getfixturevalue("pg_database")
         db.truncate()
-        s = PostgresStore(db.url)
+        s = open_store(db.url)
     await s.open()
     yield s
     await s.close()

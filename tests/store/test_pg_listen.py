@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from hookcast.store.postgres import CHANNEL, PostgresStore
+from hookcast.store.postgres import CHANNEL, PostgresDatabase
 from pg_support import fresh_database
 
 
@@ -19,7 +19,7 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
-async def _changed(store: PostgresStore, since: int, seconds: float = 10.0) -> int:
+async def _changed(store: PostgresDatabase, since: int, seconds: float = 10.0) -> int:
     """Poll data_version (as an idle worker does) until it moves past *since*."""
     for _ in range(int(seconds / 0.02)):
         version = await store.data_version()
@@ -30,7 +30,7 @@ async def _changed(store: PostgresStore, since: int, seconds: float = 10.0) -> i
 
 
 async def test_the_listener_comes_back_after_its_connection_is_killed(pg_url: str) -> None:
-    store = PostgresStore(pg_url)
+    store = PostgresDatabase(pg_url)
     await store.open()
     try:
         with psycopg.connect(pg_url, autocommit=True) as admin:

@@ -27,7 +27,7 @@ from hookcast.domain.errors import (
 from hookcast.domain.keys import hash_key, mask_of, matches
 from hookcast.domain.limits import Bucket, take
 from hookcast.domain.models import ApiKey, KeyRole, Project
-from hookcast.domain.ports import Store
+from hookcast.domain.ports import Catalog
 
 _CACHE_TTL_S = 1.0
 _CACHE_MAX = 10_000
@@ -79,7 +79,7 @@ class Principal:
 
 
 class Authenticator:
-    def __init__(self, store: Store, admin_api_key: str, *, rate_limit: int = 0) -> None:
+    def __init__(self, store: Catalog, admin_api_key: str, *, rate_limit: int = 0) -> None:
         """*rate_limit*: requests per second per key (bursts of twice that); 0 = off."""
         self._store = store
         self._admin_hash = hash_key(admin_api_key) if admin_api_key else ""

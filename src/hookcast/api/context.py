@@ -12,7 +12,7 @@ from aiohttp import web
 
 from hookcast.api.auth import Authenticator
 from hookcast.api.ingest import IngestQueue
-from hookcast.domain.ports import Store
+from hookcast.domain.ports import Records
 from hookcast.tracing import Tracing
 
 
@@ -22,7 +22,7 @@ def _now_us() -> int:
 
 @dataclass
 class ApiContext:
-    store: Store
+    store: Records
     auth: Authenticator
     ingest: IngestQueue
     clock: Callable[[], int] = _now_us

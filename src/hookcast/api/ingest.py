@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from hookcast.domain.ports import IngestResult, NewEvent, Store
+from hookcast.domain.ports import EventLog, IngestResult, NewEvent
 from hookcast.metrics import Metrics
 
 log = logging.getLogger("hookcast.ingest")
@@ -19,7 +19,7 @@ log = logging.getLogger("hookcast.ingest")
 class IngestQueue:
     def __init__(
         self,
-        store: Store,
+        store: EventLog,
         *,
         max_batch: int,
         wait_ms: float,

@@ -12,7 +12,7 @@ from hookcast.delivery.waker import Waker
 from hookcast.domain.errors import LeaseLostError
 from hookcast.domain.ids import new_id
 from hookcast.domain.models import BatchJob, BatchStatus
-from hookcast.domain.ports import Store
+from hookcast.domain.ports import Operations
 
 log = logging.getLogger("hookcast.batch")
 
@@ -25,7 +25,7 @@ def _now_us() -> int:
 
 
 async def run_job(
-    store: Store,
+    store: Operations,
     job: BatchJob,
     token: str,
     *,
@@ -60,7 +60,7 @@ async def run_job(
 
 
 class BatchRunner:
-    def __init__(self, store: Store, waker: Waker, deliveries: Waker, poll_s: float) -> None:
+    def __init__(self, store: Operations, waker: Waker, deliveries: Waker, poll_s: float) -> None:
         self._store = store
         self._waker = waker
         self._deliveries = deliveries

@@ -25,7 +25,7 @@ from hookcast.delivery.waker import Waker
 from hookcast.domain.errors import LeaseLostError
 from hookcast.domain.ids import new_id
 from hookcast.domain.models import DeliveryStatus
-from hookcast.domain.ports import BroadcastProgress, FanoutJob, Store
+from hookcast.domain.ports import BroadcastProgress, FanoutJob, Operations, Records
 from hookcast.metrics import Metrics
 
 log = logging.getLogger("hookcast.fanout")
@@ -58,7 +58,7 @@ FIRST_CHUNK = 100
 class FanoutRunner:
     def __init__(
         self,
-        store: Store,
+        store: Operations,
         waker: Waker,
         deliveries: Waker,
         options: FanoutOptions,
@@ -174,7 +174,7 @@ class BroadcastWatcher:
 
     def __init__(
         self,
-        store: Store,
+        store: Records,
         poll_interval_s: float,
         *,
         metrics: Metrics | None = None,

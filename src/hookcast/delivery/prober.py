@@ -15,12 +15,12 @@ from collections.abc import Callable
 from hookcast.delivery.meta import MetaEvents
 from hookcast.delivery.sender import Sender
 from hookcast.delivery.waker import Waker
-from hookcast.delivery.worker import probe_delay_us
 from hookcast.domain.config import ProjectConfig
 from hookcast.domain.ids import new_id
 from hookcast.domain.models import Endpoint
 from hookcast.domain.outbound import build_probe
-from hookcast.domain.ports import Store
+from hookcast.domain.ports import EndpointHealth
+from hookcast.domain.verdict import probe_delay_us
 from hookcast.metrics import Metrics
 
 log = logging.getLogger("hookcast.prober")
@@ -37,7 +37,7 @@ def _now_us() -> int:
 class Prober:
     def __init__(
         self,
-        store: Store,
+        store: EndpointHealth,
         sender: Sender,
         deliveries: Waker,
         poll_s: float,

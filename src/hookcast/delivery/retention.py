@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 
-from hookcast.domain.ports import Store
+from hookcast.domain.ports import Operations
 
 log = logging.getLogger("hookcast.retention")
 
@@ -16,7 +16,7 @@ MAX_BATCHES_PER_PASS = 500
 
 
 class RetentionRunner:
-    def __init__(self, store: Store, interval_s: float) -> None:
+    def __init__(self, store: Operations, interval_s: float) -> None:
         self._store = store
         self._interval_s = interval_s
         self._stopping = asyncio.Event()

@@ -106,13 +106,16 @@ def _target(url: str) -> _Target:
     return _Target(scheme, host, port, head.encode("ascii"))
 
 
-def _encode_request(target: _Target, body: bytes, headers: Mapping[str, str]) -> bytes:
+def _encode_request(
+    target: _Target, body: bytes, headers: Mapping[str, str], static: bytes = b""
+) -> bytes:
     return b"".join(
         (
             target.request_head,
             b"Content-Length: ",
             str(len(body)).encode(),
             b"\r\n",
+            static,
             encode_header_block(headers),
             b"\r\n",
             body,
@@ -308,14 +311,22 @@ class Sender:
         self._idle.clear()
 
     async def send(
-        self, url: str, body: bytes, headers: Mapping[str, str], timeout_s: float
+        self,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        timeout_s: float,
+        *,
+        static: bytes = b"",
     ) -> SendResult:
-        """One attempt: never raises (but on cancellation), never writes the request twice."""
+        """One attempt: never raises (but on cancellation), never writes the request twice.
+        *static*: header lines already encoded (by :func:`encode_header_block`), sent before
+        *headers*."""
         started = time.time_ns() // 1000
         conn: _Connection | None = None
         try:
             target = _target(url)
-            request = _encode_request(target, body, headers)
+            request = _encode_request(target, body, headers, static)
             async with asyncio.timeout(timeout_s):
                 conn = self._idle_connection(target) or await self._connect(target)
                 await conn.exchange(request)

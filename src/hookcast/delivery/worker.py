@@ -1,8 +1,11 @@
-"""The delivery worker: claim → build request → send under a deadline → classify → record.
+"""The delivery worker: it works in ticks.
 
-Claims are leased batches from the deliveries table; completions are fenced by the lease
-token and written in batches (group commit of attempt records). Polling alone is correct;
-the waker only makes new work start sooner.
+A tick is one call to the queue: record what finished since the last tick, lease what is
+due next. For each lease the worker admits it (per-endpoint caps, rate limits, breaker)
+or gives it back (a deferral), builds its request from the endpoint's prepared entry,
+sends it under a deadline, and judges the result (:func:`hookcast.domain.verdict.judge`)
+into a :class:`Finish` that the next tick records. Polling alone is correct; the waker
+only makes new work start sooner.
 """
 
 from __future__ import annotations
@@ -13,38 +16,37 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import orjson
+
+from hookcast.delivery.directory import Directory, Entry
 from hookcast.delivery.health import EndpointHealth
-from hookcast.delivery.health import Outcome as HealthOutcome
 from hookcast.delivery.meta import MetaEvents
 from hookcast.delivery.sender import Sender, SendResult
 from hookcast.delivery.shared import HEARTBEAT_S, RateAsk, RateGrant, RedisRateLimiter
 from hookcast.delivery.waker import Waker
-from hookcast.domain.config import ProjectConfig, StrategyConfig, StrategyType
 from hookcast.domain.ids import new_id
-from hookcast.domain.models import (
-    HELD_US,
-    Attempt,
-    Delivery,
-    DeliveryMode,
-    DeliveryStatus,
-    Endpoint,
-    EndpointStatus,
-)
-from hookcast.domain.outbound import OutboundRequest, build_request, loggable_headers
-from hookcast.domain.outcome import Outcome, OutcomeKind, classify
-from hookcast.domain.ports import ClaimedDelivery, Completion, Deferral, Store
-from hookcast.domain.retry import decide_after_failure
+from hookcast.domain.models import HELD_US, DeliveryMode, DeliveryStatus, EndpointStatus
+from hookcast.domain.ports.queue import AttemptRow, Deferral, DeliveryQueue, Finish, Lease
+from hookcast.domain.verdict import Verdict, judge, probe_delay_us
 from hookcast.metrics import Metrics
 from hookcast.tracing import Tracing
 
 log = logging.getLogger("hookcast.worker")
 
+_EMPTY_HEADERS = "{}"
+#: results recorded per tick at most (a larger backlog takes several ticks)
+_MAX_FINISHED = 1000
+
 
 def now_us() -> int:
     return time.time_ns() // 1000
+
+
+def _dumps(value: object) -> str:
+    return orjson.dumps(value).decode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,98 +62,52 @@ class WorkerOptions:
     probe_max_s: float = 3600.0
 
 
-class Completer:
-    """Collects completions and writes them in batches, one transaction per flush."""
-
-    def __init__(self, store: Store, flush_ms: float, clock: Callable[[], int]) -> None:
-        self._store = store
-        self._flush_s = flush_ms / 1000
-        self._clock = clock
-        self._pending: list[Completion] = []
-        self._lock = asyncio.Lock()
-        self._timer: asyncio.TimerHandle | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def add(self, completion: Completion) -> None:
-        self._pending.append(completion)
-        if len(self._pending) >= 256:
-            self._spawn_flush()
-        elif self._timer is None:
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(self._flush_s, self._spawn_flush)
-
-    def _spawn_flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        task = asyncio.create_task(self.flush())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def flush(self) -> None:
-        async with self._lock:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                try:
-                    lost = len(batch) - await self._store.complete(batch, self._clock())
-                except Exception:
-                    log.exception("delivery.complete_failed", extra={"count": len(batch)})
-                    # leases expire and the deliveries are retried: at-least-once holds
-                    continue
-                if lost:
-                    log.warning("delivery.lease_lost", extra={"count": lost})
-
-    async def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        await self.flush()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
 class Worker:
     def __init__(
         self,
-        store: Store,
+        queue: DeliveryQueue,
+        directory: Directory,
         sender: Sender,
         waker: Waker,
         options: WorkerOptions,
         *,
+        metrics: Metrics,
         clock: Callable[[], int] = now_us,
         rand: Callable[[], float] = random.random,
-        metrics: Metrics | None = None,
         meta: MetaEvents | None = None,
         limiter: RedisRateLimiter | None = None,
         tracing: Tracing | None = None,
     ) -> None:
-        self._store = store
-        self._tracing = tracing or Tracing()
-        self._limiter = limiter
+        self._queue = queue
+        self._directory = directory
         self._sender = sender
         self._waker = waker
         self._opt = options
         self._clock = clock
         self._rand = rand
-        self._completer = Completer(store, options.completion_flush_ms, clock)
+        self._metrics = metrics
+        self._meta = meta
+        self._limiter = limiter
+        self._tracing = tracing
+        self._lease_us = int(options.lease_margin_s * 1_000_000)
         self._health = EndpointHealth(
             options.endpoint_max_in_flight,
-            int(options.lease_margin_s * 1_000_000),
+            self._lease_us,
             rand,
             max_share=max(1, options.concurrency // 4),
         )
+        #: results waiting for the next tick
+        self._finished: list[Finish] = []
+        self._result = asyncio.Event()
         # leased deliveries waiting in this worker for their endpoint's next free slot;
         # they hold no slot (only in-flight attempts count against the concurrency), and
         # at most ``concurrency`` of them wait at once
-        self._waiting: dict[str, deque[ClaimedDelivery]] = {}
+        self._waiting: dict[str, deque[Lease]] = {}
         self._waiting_count = 0
-        self._inflight: dict[asyncio.Task[None], ClaimedDelivery] = {}
-        self._slot_freed = asyncio.Event()
+        self._inflight: dict[asyncio.Task[None], Lease] = {}
         self._stopping = asyncio.Event()
         self._token_prefix = new_id()[-10:]
-        self._claims = 0
-        self._metrics = metrics or Metrics()
-        self._meta = meta
+        self._ticks = 0
         self._metrics.track_breakers(self._health.breaker_states)
 
     # ------------------------------------------------------------ the loop
@@ -170,6 +126,58 @@ class Worker:
                     await self._limiter.leave(self._token_prefix)
         await self._drain()
 
+    def request_stop(self) -> None:
+        self._stopping.set()
+        self._result.set()
+
+    async def _loop(self) -> None:
+        while not self._stopping.is_set():
+            free = self._opt.concurrency - len(self._inflight) - self._waiting_count
+            limit = max(0, min(free, self._opt.claim_batch))
+            try:
+                leases = await self._tick(limit)
+            except Exception:
+                log.exception("worker.tick_failed")
+                await self._idle()
+                continue
+            if leases:
+                await self._start_batch(leases)
+            if limit and len(leases) == limit:
+                continue  # more may be due: claim again at once
+            await self._idle()
+
+    async def _tick(self, limit: int) -> list[Lease]:
+        finished = self._finished[:_MAX_FINISHED]
+        del self._finished[:_MAX_FINISHED]
+        self._ticks += 1
+        return await self._queue.tick(
+            finished,
+            limit=limit,
+            now_us=self._clock(),
+            lease_us=self._lease_us,
+            token=f"{self._token_prefix}-{self._ticks}",
+        )
+
+    async def _idle(self) -> None:
+        """Until the next tick: a short flush window when results wait to be recorded;
+        else a result, a wake-up (new work), or the poll interval (with jitter, so many
+        workers do not poll in lock-step)."""
+        flush_s = self._opt.completion_flush_ms / 1000
+        if self._finished:
+            await asyncio.sleep(flush_s)
+            return
+        self._result.clear()
+        timeout = self._opt.poll_interval_s * (0.75 + self._rand() / 2)
+        result = asyncio.ensure_future(self._result.wait())
+        wake = asyncio.ensure_future(self._waker.wait(timeout))
+        try:
+            done, _ = await asyncio.wait({result, wake}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            result.cancel()
+            wake.cancel()
+        if result in done and not self._stopping.is_set():
+            await asyncio.sleep(flush_s)  # let a few more results join this tick
+
     async def _heartbeat(self) -> None:
         """Count the live workers (Redis): each endpoint's cap is divided among them."""
         assert self._limiter is not None
@@ -182,129 +190,82 @@ class Worker:
                 async with asyncio.timeout(HEARTBEAT_S):
                     await self._stopping.wait()
 
-    async def _loop(self) -> None:
-        while not self._stopping.is_set():
-            free = self._opt.concurrency - len(self._inflight)
-            if free <= 0:
-                await self._wait_for_slot()
-                continue
-            want = min(free, self._opt.claim_batch)
-            try:
-                claimed = await self._claim(want)
-            except Exception:
-                log.exception("worker.claim_failed")
-                await self._idle()
-                continue
-            grants = await self._shared_rates(claimed)
-            deferrals = self._admit_and_start(claimed, grants)
-            if deferrals:
-                await self._defer(deferrals)
-            if len(claimed) < want:
-                await self._idle()
-
-    async def _claim(self, limit: int) -> list[ClaimedDelivery]:
-        self._claims += 1
-        token = f"{self._token_prefix}-{self._claims}"
-        return await self._store.claim_due(
-            now_us=self._clock(),
-            limit=limit,
-            lease_us=int(self._opt.lease_margin_s * 1_000_000),
-            lease_token=token,
-        )
-
-    async def _idle(self) -> None:
-        # jitter keeps many workers from polling in lock-step
-        timeout = self._opt.poll_interval_s * (0.75 + self._rand() / 2)
-        stop = asyncio.ensure_future(self._stopping.wait())
-        wake = asyncio.ensure_future(self._waker.wait(timeout))
-        try:
-            await asyncio.wait({stop, wake}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for fut in (stop, wake):
-                fut.cancel()
-
-    async def _wait_for_slot(self) -> None:
-        self._slot_freed.clear()
-        if len(self._inflight) >= self._opt.concurrency:
-            stop = asyncio.ensure_future(self._stopping.wait())
-            slot = asyncio.ensure_future(self._slot_freed.wait())
-            try:
-                await asyncio.wait({stop, slot}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                stop.cancel()
-                slot.cancel()
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._inflight.pop(task, None)
-        self._slot_freed.set()
-        if not task.cancelled() and task.exception() is not None:
-            log.error("delivery.crashed", exc_info=task.exception())
-
     # ------------------------------------------------------------ shutdown
 
-    def request_stop(self) -> None:
-        self._stopping.set()
-
     async def _drain(self) -> None:
-        """Let in-flight attempts finish up to the grace deadline, then give back the leases
-        of what is left, and of what was still waiting for a slot."""
-        leases = [(cd.delivery.id, cd.lease_token) for q in self._waiting.values() for cd in q]
+        """Let in-flight attempts finish up to the grace deadline, record them, and give
+        back the leases of what is left and of what was still waiting for a slot."""
+        leases = [(le.id, le.token) for q in self._waiting.values() for le in q]
         self._waiting.clear()
         self._waiting_count = 0
         if self._inflight:
             _, pending = await asyncio.wait(set(self._inflight), timeout=self._opt.shutdown_grace_s)
-            leases += [
-                (cd.delivery.id, cd.lease_token) for t, cd in self._inflight.items() if t in pending
-            ]
+            leases += [(le.id, le.token) for t, le in self._inflight.items() if t in pending]
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            while self._finished:
+                await self._tick(0)
         if leases:
             with contextlib.suppress(Exception):
-                await self._store.release(leases, self._clock())
+                await self._queue.release(leases, self._clock())
             log.info("worker.leases_released", extra={"count": len(leases)})
-        await self._completer.close()
         self._metrics.untrack_breakers(self._health.breaker_states)
         log.info("worker.stopped")
 
-    # ------------------------------------------------------------ one delivery
+    # ------------------------------------------------------------ admission
 
-    async def _shared_rates(self, claimed: list[ClaimedDelivery]) -> dict[str, RateGrant] | None:
+    async def _start_batch(self, leases: list[Lease]) -> None:
+        await self._directory.refresh(leases)
+        grants = await self._shared_rates(leases)
+        deferrals = self._admit_and_start(leases, grants)
+        if deferrals:
+            await self._defer(deferrals)
+
+    async def _shared_rates(self, leases: list[Lease]) -> dict[str, RateGrant] | None:
         """Tokens of the shared rate limits for the rate-limited endpoints of this batch (one
         Redis round trip); None without Redis, or when it is down (limits apply locally)."""
         if self._limiter is None:
             return None
         counts: dict[str, int] = {}
-        limited: dict[str, Endpoint] = {}
-        for cd in claimed:
-            ep = cd.endpoint
-            if ep is not None and ep.rate_limit > 0 and ep.rate_limit_duration > 0:
-                counts[ep.id] = counts.get(ep.id, 0) + 1
-                limited[ep.id] = ep
+        limited: dict[str, Entry] = {}
+        for lease in leases:
+            entry = self._directory.get(lease.endpoint_id)
+            if entry is None or entry.endpoint.rate_limit <= 0:
+                continue
+            if entry.endpoint.rate_limit_duration > 0:
+                counts[lease.endpoint_id] = counts.get(lease.endpoint_id, 0) + 1
+                limited[lease.endpoint_id] = entry
         if not counts:
             return {}
         asks = [
-            RateAsk(eid, n, limited[eid].rate_limit, limited[eid].rate_limit_duration)
+            RateAsk(
+                eid, n, limited[eid].endpoint.rate_limit, limited[eid].endpoint.rate_limit_duration
+            )
             for eid, n in counts.items()
         ]
         return await self._limiter.take(asks)
 
     def _admit_and_start(
-        self, claimed: list[ClaimedDelivery], grants: dict[str, RateGrant] | None = None
+        self, leases: list[Lease], grants: dict[str, RateGrant] | None
     ) -> list[Deferral]:
         """Start what may be sent now; the rest is finished (discarded) or deferred."""
         now = self._clock()
         deferrals: list[Deferral] = []
         self._health.new_batch()
         refused: dict[str, int] = {}
-        for cd in claimed:
-            endpoint, config = cd.endpoint, cd.project_config
-            final = self._precheck(cd, now)
-            if final is not None or endpoint is None or config is None:
-                self._complete(cd, final or self._final(cd, DeliveryStatus.DISCARDED, "gone", now))
+        for lease in leases:
+            entry = self._directory.get(lease.endpoint_id)
+            final = self._precheck(lease, entry, now)
+            if final is not None or entry is None:
+                self._finish(
+                    lease, final or self._final(lease, DeliveryStatus.DISCARDED, "gone", now)
+                )
                 continue
+            endpoint, config = entry.endpoint, entry.config
             if endpoint.status is EndpointStatus.INACTIVE:
-                deferrals.append(self._deferral(cd, HELD_US, "held: the endpoint is disabled"))
+                deferrals.append(self._deferral(lease, HELD_US, "held: the endpoint is disabled"))
                 continue
             grant = grants.get(endpoint.id) if grants else None
             if grant is not None and grant.granted <= 0:
@@ -313,7 +274,7 @@ class Worker:
                 n = refused[endpoint.id] = refused.get(endpoint.id, 0) + 1
                 due = now + grant.wait_us + (n - 1) * grant.interval_us
                 deferrals.append(
-                    self._deferral(cd, due + int(self._rand() * 5000), "endpoint rate limit")
+                    self._deferral(lease, due + int(self._rand() * 5000), "endpoint rate limit")
                 )
                 continue
             queue = self._waiting.get(endpoint.id)
@@ -329,19 +290,23 @@ class Worker:
             if grant is not None:
                 grant.granted -= 1
             if verdict.wait:
-                self._waiting.setdefault(endpoint.id, deque()).append(cd)
+                self._waiting.setdefault(endpoint.id, deque()).append(lease)
                 self._waiting_count += 1
-                continue
-            if not verdict.send:
-                deferrals.append(self._deferral(cd, verdict.defer_until_us, verdict.reason))
-                continue
-            self._start(cd, endpoint, config)
+            elif not verdict.send:
+                deferrals.append(self._deferral(lease, verdict.defer_until_us, verdict.reason))
+            else:
+                self._start(lease, entry)
         return deferrals
 
-    def _start(self, cd: ClaimedDelivery, endpoint: Endpoint, config: ProjectConfig) -> None:
-        task = asyncio.create_task(self._process(cd, endpoint, config))
-        self._inflight[task] = cd
+    def _start(self, lease: Lease, entry: Entry) -> None:
+        task = asyncio.create_task(self._process(lease, entry))
+        self._inflight[task] = lease
         task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.pop(task, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("delivery.crashed", exc_info=task.exception())
 
     def _next_waiting(self, endpoint_id: str) -> None:
         """A slot of this endpoint freed up: start the next delivery waiting for it."""
@@ -349,178 +314,216 @@ class Worker:
             return
         queue = self._waiting.get(endpoint_id)
         while queue:
-            cd = queue.popleft()
+            lease = queue.popleft()
             self._waiting_count -= 1
-            endpoint, config = cd.endpoint, cd.project_config
-            if endpoint is None or config is None:
+            entry = self._directory.get(endpoint_id)
+            if entry is None:
+                self._finish(
+                    lease,
+                    self._final(
+                        lease, DeliveryStatus.DISCARDED, "endpoint was deleted", self._clock()
+                    ),
+                )
                 continue
-            verdict = self._health.admit(endpoint, config, self._clock(), len(queue))
+            verdict = self._health.admit(entry.endpoint, entry.config, self._clock(), len(queue))
             if verdict.send:
-                self._start(cd, endpoint, config)
+                self._start(lease, entry)
                 break
             if verdict.wait:  # still at the cap: back to the front
-                queue.appendleft(cd)
+                queue.appendleft(lease)
                 self._waiting_count += 1
                 break
-            deferral = self._deferral(cd, verdict.defer_until_us, verdict.reason)
+            deferral = self._deferral(lease, verdict.defer_until_us, verdict.reason)
             task = asyncio.create_task(self._defer([deferral]))
-            self._inflight[task] = cd
+            self._inflight[task] = lease
             task.add_done_callback(self._done)
         if queue is not None and not queue:
             self._waiting.pop(endpoint_id, None)
 
-    def _deferral(self, cd: ClaimedDelivery, until_us: int, reason: str) -> Deferral:
+    def _deferral(self, lease: Lease, until_us: int, reason: str) -> Deferral:
         self._metrics.deferred(reason)
-        return Deferral(cd.delivery.id, cd.lease_token, cd.previous_status, until_us, reason)
+        # a reclaimed lease (it was Processing) goes back as a retry
+        status = "Retry" if lease.previous_status == "Processing" else lease.previous_status
+        return Deferral(lease.id, lease.token, status, until_us, reason)
 
-    def _complete(self, cd: ClaimedDelivery, completion: Completion) -> None:
-        """Queue the completion for the next group commit; count it; a final failure
-        becomes a ``delivery.failed`` meta event."""
-        self._metrics.outcome(completion.status)
-        if completion.status is DeliveryStatus.FAILURE and self._meta is not None:
-            attempt = completion.attempt
-            d = cd.delivery
-            self._meta.emit(
-                d.project_id,
-                cd.project_config,
-                "delivery.failed",
-                {
-                    "delivery_id": d.id,
-                    "event_id": d.event_id,
-                    "endpoint_id": d.endpoint_id,
-                    "event_type": d.event_type,
-                    "attempts": d.attempts,
-                    "http_status": attempt.http_status if attempt else None,
-                    "error": attempt.error if attempt else "",
-                    "description": completion.description,
-                },
-            )
-        self._completer.add(completion)
-
-    async def _defer(self, deferrals: list[Deferral]) -> None:
+    async def _defer(self, deferrals: Sequence[Deferral]) -> None:
         try:
-            await self._store.defer(deferrals, self._clock())
+            await self._queue.defer(deferrals, self._clock())
         except Exception:
             # the leases expire and the deliveries come back: nothing is lost
             log.exception("delivery.defer_failed", extra={"count": len(deferrals)})
 
-    async def _process(
-        self, cd: ClaimedDelivery, endpoint: Endpoint, config: ProjectConfig
-    ) -> None:
+    def _precheck(self, lease: Lease, entry: Entry | None, now: int) -> Finish | None:
+        """Deliveries that must not be sent: their final :class:`Finish`, else None."""
+        if entry is None:
+            return self._final(lease, DeliveryStatus.DISCARDED, "endpoint was deleted", now)
+        if entry.endpoint.status is EndpointStatus.PAUSED:
+            return self._final(lease, DeliveryStatus.DISCARDED, "endpoint is paused", now)
+        reclaimed = lease.previous_status == DeliveryStatus.PROCESSING.value
+        if reclaimed and lease.delivery_mode == DeliveryMode.AT_MOST_ONCE.value:
+            return self._final(
+                lease, DeliveryStatus.FAILURE, "lease expired during an at-most-once attempt", now
+            )
+        return None
+
+    @staticmethod
+    def _final(lease: Lease, status: DeliveryStatus, why: str, now: int) -> Finish:
+        return Finish(lease.id, lease.token, lease.endpoint_id, status.value, now, None, why, None)
+
+    # ------------------------------------------------------------ one delivery
+
+    async def _process(self, lease: Lease, entry: Entry) -> None:
         """One attempt, recorded whatever happens: a request that cannot even be built is
         recorded as a failed attempt, and the endpoint's slot is always given back."""
         try:
-            url, headers, result = await self._send(cd, endpoint, config)
-            attempt = self._attempt(cd, url, headers, result)
+            headers, result = await self._send(lease, entry)
             try:
-                completion = self._decide(cd, endpoint, config, result, attempt)
+                self._finish(lease, self._judge(lease, entry, headers, result))
             except Exception:
-                log.exception("delivery.decide_failed", extra={"delivery_id": cd.delivery.id})
-                completion = self._fallback(cd, attempt)
-            self._complete(cd, completion)
+                log.exception("delivery.judge_failed", extra={"delivery_id": lease.id})
+                self._finish(lease, self._fallback(lease, headers, result))
         finally:
-            self._health.release(endpoint)
-        self._next_waiting(endpoint.id)
+            self._health.release(entry.endpoint)
+        self._next_waiting(lease.endpoint_id)
 
-    async def _send(
-        self, cd: ClaimedDelivery, endpoint: Endpoint, config: ProjectConfig
-    ) -> tuple[str, dict[str, str], SendResult]:
+    async def _send(self, lease: Lease, entry: Entry) -> tuple[str, SendResult]:
+        """Build and send the request; the request headers as the attempt log keeps them
+        (JSON) and what came back."""
         now = self._clock()
+        prepared = entry.prepared
         try:
-            request = build_request(
-                cd.delivery, endpoint, config, cd.event_data, cd.event_headers, now
+            if prepared is None:
+                raise ValueError(entry.problem)
+            custom = {} if lease.headers == _EMPTY_HEADERS else orjson.loads(lease.headers)
+            body = prepared.body(lease.data)
+            headers = prepared.headers(
+                lease.id, lease.event_id, lease.idempotency_key, custom, body, now
             )
         except Exception as exc:
-            log.exception("delivery.build_failed", extra={"delivery_id": cd.delivery.id})
-            error = f"not sent: the request could not be built: {type(exc).__name__}: {exc}"
-            return endpoint.url, {}, SendResult(None, {}, "", error, "", now, self._clock())
+            error = (
+                str(exc)
+                if prepared is None
+                else f"not sent: the request could not be built: {type(exc).__name__}: {exc}"
+            )
+            return "{}", SendResult(None, {}, "", error, "", now, self._clock())
+        timeout = float(entry.endpoint.http_timeout)
         self._metrics.in_flight.inc()
         try:
-            if self._tracing.enabled:
-                result = await self._traced_send(cd, endpoint, request)
+            if self._tracing is not None and self._tracing.enabled:
+                result = await self._traced_send(lease, entry, body, headers, timeout)
             else:
                 result = await self._sender.send(
-                    request.url, request.body, request.headers, float(endpoint.http_timeout)
+                    prepared.url, body, headers, timeout, static=entry.static
                 )
         finally:
             self._metrics.in_flight.dec()
-        return request.url, loggable_headers(request), result
+        return _dumps(prepared.logged(headers)), result
 
-    def _fallback(self, cd: ClaimedDelivery, attempt: Attempt) -> Completion:
-        """The completion of an attempt whose verdict could not be reached (a bug): tried
-        again in a minute while attempts remain, so it is neither lost nor hammered."""
-        d, now = cd.delivery, self._clock()
-        if d.attempts >= d.retry_limit:
-            return Completion(
-                d.id,
-                cd.lease_token,
-                DeliveryStatus.FAILURE,
+    async def _traced_send(
+        self, lease: Lease, entry: Entry, body: bytes, headers: dict[str, str], limit_s: float
+    ) -> SendResult:
+        """One attempt in a span that continues the publish's trace; the endpoint gets the
+        attempt's own ``traceparent``."""
+        assert self._tracing is not None
+        assert entry.prepared is not None
+        attributes: dict[str, str | int] = {
+            "hookcast.delivery_id": lease.id,
+            "hookcast.event_id": lease.event_id,
+            "hookcast.endpoint_id": lease.endpoint_id,
+            "hookcast.attempt": lease.attempts,  # counted at the claim
+            "http.request.method": "POST",
+        }
+        event_headers = {} if lease.headers == _EMPTY_HEADERS else orjson.loads(lease.headers)
+        with self._tracing.attempt(event_headers, attributes) as span:
+            headers.update(span.headers)
+            result = await self._sender.send(
+                entry.prepared.url, body, headers, limit_s, static=entry.static
+            )
+            span.result(result.status, result.error)
+            return result
+
+    def _judge(self, lease: Lease, entry: Entry, headers: str, result: SendResult) -> Finish:
+        now = self._clock()
+        latency = result.ended_us - result.started_us
+        success = result.status is not None and 200 <= result.status < 300
+        health = self._health.finished(entry.endpoint, entry.config, now, success, latency)
+        if health.transition:
+            self._metrics.breaker_transitions.labels(health.transition).inc()
+            log.info(
+                "endpoint.breaker",
+                extra={"endpoint_id": lease.endpoint_id, "transition": health.transition},
+            )
+        verdict = judge(
+            lease,
+            result.status,
+            result.error,
+            result.headers,
+            breaker_says_disable=health.disable,
+            may_disable=entry.config.disable_endpoint,
+            now_us=now,
+            rand=self._rand,
+            first_probe_delay_us=probe_delay_us(0, self._opt.probe_base_s, self._opt.probe_max_s),
+        )
+        self._metrics.attempt(result.status, latency / 1e6)
+        if verdict.success:
+            self._metrics.delivered_seconds.observe(max(now - lease.created_at_us, 0) / 1e6)
+        if verdict.disable:
+            self._disabled(entry, verdict)
+        return Finish(
+            lease.id,
+            lease.token,
+            lease.endpoint_id,
+            verdict.status.value,
+            verdict.due_at_us,
+            latency,
+            verdict.description,
+            self._attempt(lease, entry, headers, result),
+            None if health.breaker is None else _dumps(health.breaker),
+            verdict.disable,
+            verdict.probe_at_us,
+        )
+
+    def _fallback(self, lease: Lease, headers: str, result: SendResult) -> Finish:
+        """The result of an attempt whose verdict could not be reached (a bug): tried again
+        in a minute while attempts remain, so it is neither lost nor hammered."""
+        now = self._clock()
+        entry = self._directory.get(lease.endpoint_id)
+        attempt = self._attempt(lease, entry, headers, result) if entry is not None else None
+        if lease.attempts >= lease.retry_limit:
+            return Finish(
+                lease.id,
+                lease.token,
+                lease.endpoint_id,
+                "Failure",
                 now,
                 None,
                 "internal error judging the attempt",
                 attempt,
             )
-        return Completion(
-            d.id,
-            cd.lease_token,
-            DeliveryStatus.RETRY,
+        return Finish(
+            lease.id,
+            lease.token,
+            lease.endpoint_id,
+            "Retry",
             now + 60_000_000,
             None,
             "internal error judging the attempt; retrying",
             attempt,
         )
 
-    async def _traced_send(
-        self, cd: ClaimedDelivery, endpoint: Endpoint, request: OutboundRequest
-    ) -> SendResult:
-        """One attempt in a span that continues the publish's trace; the endpoint gets the
-        attempt's own ``traceparent``."""
-        attributes: dict[str, str | int] = {
-            "hookcast.delivery_id": cd.delivery.id,
-            "hookcast.event_id": cd.delivery.event_id,
-            "hookcast.endpoint_id": endpoint.id,
-            "hookcast.attempt": cd.delivery.attempts,  # counted at the claim
-            "http.request.method": "POST",
-        }
-        with self._tracing.attempt(cd.event_headers, attributes) as span:
-            request.headers.update(span.headers)
-            result = await self._sender.send(
-                request.url, request.body, request.headers, float(endpoint.http_timeout)
-            )
-            span.result(result.status, result.error)
-            return result
-
-    def _precheck(self, cd: ClaimedDelivery, now: int) -> Completion | None:
-        """Deliveries that must not be sent: a final Completion for them, else None."""
-        if cd.endpoint is None or cd.project_config is None:
-            return self._final(cd, DeliveryStatus.DISCARDED, "endpoint was deleted", now)
-        if cd.endpoint.status is EndpointStatus.PAUSED:
-            return self._final(cd, DeliveryStatus.DISCARDED, "endpoint is paused", now)
-        if cd.reclaimed and cd.delivery.delivery_mode is DeliveryMode.AT_MOST_ONCE:
-            return self._final(
-                cd, DeliveryStatus.FAILURE, "lease expired during an at-most-once attempt", now
-            )
-        return None
-
     @staticmethod
-    def _final(cd: ClaimedDelivery, status: DeliveryStatus, why: str, now: int) -> Completion:
-        return Completion(cd.delivery.id, cd.lease_token, status, now, None, why, None)
-
-    def _attempt(
-        self, cd: ClaimedDelivery, url: str, headers: dict[str, str], result: SendResult
-    ) -> Attempt:
-        d = cd.delivery
+    def _attempt(lease: Lease, entry: Entry, headers: str, result: SendResult) -> AttemptRow:
         ok = result.status is not None and 200 <= result.status < 300
-        return Attempt(
+        return AttemptRow(
             new_id(),
-            d.id,
-            d.project_id,
-            d.endpoint_id,
-            url,
+            lease.id,
+            lease.project_id,
+            lease.endpoint_id,
+            entry.endpoint.url,
             "POST",
             result.ip_address,
             headers,
-            result.headers,
+            _dumps(result.headers),
             result.status or 0,
             result.body_excerpt,
             result.error,
@@ -530,109 +533,49 @@ class Worker:
             result.ended_us,
         )
 
-    def _decide(
-        self,
-        cd: ClaimedDelivery,
-        endpoint: Endpoint,
-        config: ProjectConfig,
-        result: SendResult,
-        attempt: Attempt,
-    ) -> Completion:
-        d = cd.delivery
-        now = self._clock()
-        latency = result.ended_us - result.started_us
-        outcome = classify(result.status, result.error or None, result.headers, now / 1e6)
-        success = outcome.kind is OutcomeKind.SUCCESS
-        health = self._health.finished(endpoint, config, now, success, latency)
-        self._metrics.attempt(result.status, latency / 1e6)
-        if success:
-            self._metrics.delivered_seconds.observe(max(now - d.created_at_us, 0) / 1e6)
-        disable, probe_at = self._disable_reason(endpoint, outcome, health, config), None
-        if disable:
-            probe_at = now + probe_delay_us(0, self._opt.probe_base_s, self._opt.probe_max_s)
-            self._disabled(endpoint, config, disable, probe_at)
-        status, due, why = self._next_status(d, outcome, result, now)
-        return Completion(
-            d.id,
-            cd.lease_token,
-            status,
-            due,
-            latency,
-            why,
-            attempt,
-            disable_endpoint=disable,
-            probe_at_us=probe_at,
-            breaker=health.breaker,
-        )
+    def _finish(self, lease: Lease, fin: Finish) -> None:
+        """Queue the result for the next tick; count it; a final failure becomes a
+        ``delivery.failed`` meta event."""
+        status = DeliveryStatus(fin.status)
+        self._metrics.outcome(status)
+        if status is DeliveryStatus.FAILURE and self._meta is not None:
+            entry = self._directory.get(lease.endpoint_id)
+            if entry is not None:
+                self._meta.emit(
+                    lease.project_id,
+                    entry.config,
+                    "delivery.failed",
+                    {
+                        "delivery_id": lease.id,
+                        "event_id": lease.event_id,
+                        "endpoint_id": lease.endpoint_id,
+                        "event_type": lease.event_type,
+                        "attempts": lease.attempts,
+                        "http_status": fin.attempt.http_status if fin.attempt else None,
+                        "error": fin.attempt.error if fin.attempt else "",
+                        "description": fin.description,
+                    },
+                )
+        self._finished.append(fin)
+        self._result.set()
 
-    def _disable_reason(
-        self, endpoint: Endpoint, outcome: Outcome, health: HealthOutcome, config: ProjectConfig
-    ) -> str:
-        """Why this result disables the endpoint ("gone", "breaker"), or ""."""
-        if health.transition:
-            self._metrics.breaker_transitions.labels(health.transition).inc()
-            log.info(
-                "endpoint.breaker",
-                extra={"endpoint_id": endpoint.id, "transition": health.transition},
-            )
-        if outcome.kind is OutcomeKind.DISABLE_ENDPOINT:
-            return "gone"
-        if health.disable and config.disable_endpoint:
-            return "breaker"
-        return ""
-
-    def _disabled(
-        self, endpoint: Endpoint, config: ProjectConfig, reason: str, probe_at_us: int
-    ) -> None:
+    def _disabled(self, entry: Entry, verdict: Verdict) -> None:
+        endpoint = entry.endpoint
         self._health.forget(endpoint.id)
-        self._metrics.endpoints_disabled.labels(reason).inc()
-        log.warning("endpoint.disabled", extra={"endpoint_id": endpoint.id, "reason": reason})
+        self._metrics.endpoints_disabled.labels(verdict.disable).inc()
+        log.warning(
+            "endpoint.disabled", extra={"endpoint_id": endpoint.id, "reason": verdict.disable}
+        )
         if self._meta is not None:
             self._meta.emit(
                 endpoint.project_id,
-                config,
+                entry.config,
                 "endpoint.disabled",
                 {
                     "endpoint_id": endpoint.id,
                     "name": endpoint.name,
                     "owner_id": endpoint.owner_id,
-                    "reason": reason,
-                    "next_probe_at": probe_at_us // 1_000_000,
+                    "reason": verdict.disable,
+                    "next_probe_at": (verdict.probe_at_us or 0) // 1_000_000,
                 },
             )
-
-    def _next_status(
-        self, d: Delivery, outcome: Outcome, result: SendResult, now: int
-    ) -> tuple[DeliveryStatus, int, str]:
-        if outcome.kind is OutcomeKind.SUCCESS:
-            return DeliveryStatus.SUCCESS, now, ""
-        if d.delivery_mode is DeliveryMode.AT_MOST_ONCE and result.status is not None:
-            return DeliveryStatus.FAILURE, now, outcome.reason
-        strategy = StrategyConfig.model_construct(
-            type=StrategyType(d.strategy),
-            duration=d.interval_seconds,
-            retry_count=d.retry_limit,
-            max_retry_seconds=d.max_retry_seconds,
-        )
-        decision = decide_after_failure(
-            attempts_made=d.attempts,
-            retry_limit=d.retry_limit,
-            strategy=strategy,
-            now_us=now,
-            rand=self._rand,
-            retry_after_seconds=outcome.retry_after_seconds,
-        )
-        if outcome.kind is OutcomeKind.DISABLE_ENDPOINT:
-            why = "endpoint answered 410 Gone: endpoint disabled"
-            if decision.status is DeliveryStatus.RETRY:
-                # held with the endpoint's other deliveries, released when it is back
-                return DeliveryStatus.RETRY, HELD_US, why + "; held until it is enabled again"
-            return DeliveryStatus.FAILURE, now, why
-        why = f"{outcome.reason}; {decision.reason}" if decision.reason else outcome.reason
-        return decision.status, decision.next_attempt_at_us or now, why
-
-
-def probe_delay_us(attempts: int, base_s: float = 30.0, max_s: float = 3600.0) -> int:
-    """Backoff between probes of a disabled endpoint: *base_s* doubling per failed probe,
-    at most *max_s*."""
-    return int(min(base_s * (1 << min(attempts, 20)), max_s) * 1_000_000)

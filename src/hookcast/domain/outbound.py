@@ -1,6 +1,10 @@
 """The exact request sent to an endpoint for one attempt: body bytes and headers.
 
 Pure: the time is passed in. The signature covers exactly the bytes returned as the body.
+What does not change from one delivery to the next (content type, authentication, the
+prepared signing keys, which custom headers may not override ours) is computed once per
+endpoint and project version in a :class:`Prepared`; each delivery then adds its own
+headers: the event's custom ones, the signatures, its ids and idempotency key.
 """
 
 from __future__ import annotations
@@ -16,17 +20,28 @@ import orjson
 from hookcast import __version__
 from hookcast.domain.config import ProjectConfig
 from hookcast.domain.models import Delivery, Endpoint, Secret
-from hookcast.domain.signing import (
-    convoy_signature,
-    is_ed25519_secret,
-    standard_webhooks_headers,
-    standard_webhooks_key,
-    standard_webhooks_v1a,
-)
+from hookcast.domain.signing import Signer
 
 USER_AGENT = f"hookcast/{__version__} (Convoy-compatible)"
 FORM = "application/x-www-form-urlencoded"
-_REDACTED = "[redacted]"
+REDACTED = "[redacted]"
+PROBE_EVENT_TYPE = "hookcast.probe"
+
+#: headers the event's custom headers never set (ours, or the connection's)
+_RESERVED = frozenset(
+    {
+        "content-type",
+        "content-length",
+        "host",
+        "user-agent",
+        "x-convoy-signature",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "transfer-encoding",
+        "connection",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,38 +81,75 @@ def _auth_headers(auth: Mapping[str, Any] | None) -> dict[str, str]:
     return {}
 
 
-def _signed(
-    msg_id: str,
-    body: bytes,
-    endpoint: Endpoint,
-    config: ProjectConfig,
-    now_us: int,
-    headers: dict[str, str],
-) -> None:
-    """Add both signatures (Convoy's and Standard Webhooks') over exactly *body*."""
-    now_s = now_us // 1_000_000
-    live = live_secrets(endpoint.secrets, now_us)
-    hmac_secrets = [s for s in live if not is_ed25519_secret(s)]
-    signatures = [
-        standard_webhooks_v1a(msg_id, now_s, body, s) for s in live if is_ed25519_secret(s)
-    ]
-    if hmac_secrets:
+class Prepared:
+    """What sending to one endpoint needs, for every delivery alike."""
+
+    __slots__ = (
+        "_reserved",
+        "form",
+        "request_id_header",
+        "sensitive",
+        "signer",
+        "static",
+        "trace_ids",
+        "url",
+    )
+
+    def __init__(self, endpoint: Endpoint, config: ProjectConfig) -> None:
+        self.url = endpoint.url
+        self.form = endpoint.content_type == FORM
+        auth = _auth_headers(endpoint.authentication)
+        #: sent with every delivery, in this order, before the delivery's own headers
+        self.static: dict[str, str] = {
+            "Content-Type": endpoint.content_type or "application/json",
+            "User-Agent": USER_AGENT,
+            **auth,
+        }
+        self.sensitive = frozenset(auth)
+        self.request_id_header = config.request_id_header
+        self.trace_ids = config.add_event_id_trace_headers
         versions = [(v.hash, v.encoding) for v in config.signature.versions] or [("SHA256", "hex")]
-        headers[config.signature.header] = convoy_signature(
-            body,
-            hmac_secrets,
-            timestamp=now_s,
+        self.signer = Signer(
+            [(s.value, s.expires_at_us) for s in endpoint.secrets],
+            header=config.signature.header,
             advanced=endpoint.advanced_signatures,
             versions=versions,
         )
-        std = standard_webhooks_headers(
-            msg_id, now_s, body, [standard_webhooks_key(s) for s in hmac_secrets]
-        )
-        signatures.insert(0, std["webhook-signature"])
-    if signatures:
-        headers["webhook-id"] = msg_id
-        headers["webhook-timestamp"] = str(now_s)
-        headers["webhook-signature"] = " ".join(signatures)
+        ours = {config.signature.header, config.request_id_header, *auth}
+        if self.trace_ids:
+            ours |= {"X-Convoy-Event-ID", "X-Convoy-EventDelivery-ID"}
+        self._reserved = _RESERVED | {h.lower() for h in ours}
+
+    def body(self, data: bytes) -> bytes:
+        return form_body(data) if self.form else data
+
+    def headers(
+        self,
+        delivery_id: str,
+        event_id: str,
+        idempotency_key: str,
+        custom: Mapping[str, str],
+        body: bytes,
+        now_us: int,
+    ) -> dict[str, str]:
+        """This delivery's headers after :attr:`static`: the event's custom headers (never
+        one of ours), the signatures over exactly *body*, its ids and idempotency key.
+        Raises ValueError when a secret cannot sign."""
+        reserved = self._reserved
+        out = {k: v for k, v in custom.items() if k.lower() not in reserved} if custom else {}
+        out.update(self.signer.sign(delivery_id, body, now_us))
+        if idempotency_key:
+            out[self.request_id_header] = idempotency_key
+        if self.trace_ids:
+            out["X-Convoy-Event-ID"] = event_id
+            out["X-Convoy-EventDelivery-ID"] = delivery_id
+        return out
+
+    def logged(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """All the request's headers as the attempt log keeps them (secrets redacted)."""
+        out = {k: (REDACTED if k in self.sensitive else v) for k, v in self.static.items()}
+        out.update(headers)
+        return out
 
 
 def build_request(
@@ -108,23 +160,14 @@ def build_request(
     event_headers: Mapping[str, str],
     now_us: int,
 ) -> OutboundRequest:
-    body = form_body(data) if endpoint.content_type == FORM else data
-    # the event's custom headers first, so ours (signatures above all) always win
-    headers: dict[str, str] = {k: v for k, v in event_headers.items() if k.lower() not in _RESERVED}
-    headers["Content-Type"] = endpoint.content_type or "application/json"
-    headers["User-Agent"] = USER_AGENT
-    _signed(delivery.id, body, endpoint, config, now_us, headers)
-    if delivery.idempotency_key:
-        headers[config.request_id_header] = delivery.idempotency_key
-    if config.add_event_id_trace_headers:
-        headers["X-Convoy-Event-ID"] = delivery.event_id
-        headers["X-Convoy-EventDelivery-ID"] = delivery.id
-    auth = _auth_headers(endpoint.authentication)
-    headers.update(auth)
-    return OutboundRequest(endpoint.url, body, headers, frozenset(auth))
-
-
-PROBE_EVENT_TYPE = "hookcast.probe"
+    """One delivery's request, preparing the endpoint for it alone (the worker prepares
+    each endpoint once and reuses it)."""
+    prepared = Prepared(endpoint, config)
+    body = prepared.body(data)
+    own = prepared.headers(
+        delivery.id, delivery.event_id, delivery.idempotency_key, event_headers, body, now_us
+    )
+    return OutboundRequest(endpoint.url, body, {**prepared.static, **own}, prepared.sensitive)
 
 
 def build_probe(
@@ -138,32 +181,11 @@ def build_probe(
             "timestamp": now_us // 1_000_000,
         }
     )
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": USER_AGENT,
-        "X-Hookcast-Probe": "1",
-    }
-    _signed(probe_id, body, endpoint, config, now_us, headers)
-    auth = _auth_headers(endpoint.authentication)
-    headers.update(auth)
-    return OutboundRequest(endpoint.url, body, headers, frozenset(auth))
+    prepared = Prepared(endpoint, config)
+    headers = {**prepared.static, "Content-Type": "application/json", "X-Hookcast-Probe": "1"}
+    headers.update(prepared.signer.sign(probe_id, body, now_us))
+    return OutboundRequest(endpoint.url, body, headers, prepared.sensitive)
 
 
 def loggable_headers(request: OutboundRequest) -> dict[str, str]:
-    return {k: (_REDACTED if k in request.sensitive else v) for k, v in request.headers.items()}
-
-
-_RESERVED = frozenset(
-    {
-        "content-type",
-        "content-length",
-        "host",
-        "user-agent",
-        "x-convoy-signature",
-        "webhook-id",
-        "webhook-timestamp",
-        "webhook-signature",
-        "transfer-encoding",
-        "connection",
-    }
-)
+    return {k: (REDACTED if k in request.sensitive else v) for k, v in request.headers.items()}

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from hookcast.domain.models import Attempt
+from hookcast.domain.ports.queue import AttemptRow
 
 MAX_TEXT = 8192
 #: the response excerpt kept: as much as HOOKCAST_RESPONSE_CAPTURE_BYTES may ask for
@@ -70,3 +71,41 @@ def bare(a: Attempt, why: str) -> Attempt:
         response_data="",
         error=text(why, 1000),
     )
+
+
+def attempt_row(row: AttemptRow) -> AttemptRow:
+    """*row* with every field a store can hold (the headers are JSON text already, which
+    escapes NUL)."""
+    if (
+        0 <= row.http_status <= MAX_STATUS
+        and _clean(row.response_data, MAX_RESPONSE)
+        and _clean(row.error, MAX_TEXT)
+        and _clean(row.url, MAX_URL)
+    ):
+        return row  # the common case: nothing to change
+    return row._replace(
+        url=text(row.url, MAX_URL),
+        http_status=status(row.http_status),
+        response_data=text(row.response_data, MAX_RESPONSE),
+        error=text(row.error),
+    )
+
+
+def bare_row(row: AttemptRow, why: str) -> AttemptRow:
+    """The least of an attempt worth keeping when even its cleaned form could not be
+    stored: no response body or headers, and *why* as the error."""
+    return attempt_row(row)._replace(
+        request_headers="{}", response_headers="{}", response_data="", error=text(why, 1000)
+    )
+
+
+def _clean(value: str, limit: int) -> bool:
+    return len(value) <= limit and "\x00" not in value and (value.isascii() or _encodes(value))
+
+
+def _encodes(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -1,7 +1,9 @@
-"""The store port: what every store offers the API (reads and writes) and the worker (the queue).
+"""The record ports: what the API and the background runners read and write.
 
-Inputs and outputs are domain values. Each dialect implements :class:`Store` in its own
-module, with all of its SQL there.
+Narrow protocols (:class:`Catalog`, :class:`EventLog`, :class:`EndpointHealth`,
+:class:`Operations`) so each part of hookcast depends on what it uses; one store object
+implements them all for both dialects (:mod:`hookcast.store.records`). The delivery queue
+has its own port (:mod:`hookcast.domain.ports.queue`).
 """
 
 from __future__ import annotations
@@ -82,49 +84,6 @@ class DeliveryFilter:
 
 
 @dataclass(frozen=True, slots=True)
-class ClaimedDelivery:
-    """A leased delivery with everything needed to send it."""
-
-    delivery: Delivery
-    lease_token: str
-    reclaimed: bool  # the previous lease expired while Processing
-    previous_status: DeliveryStatus  # the status before this claim (restored on a deferral)
-    event_data: bytes
-    event_headers: dict[str, str]
-    endpoint: Endpoint | None
-    project_config: ProjectConfig | None
-
-
-@dataclass(frozen=True, slots=True)
-class Completion:
-    """The fenced outcome of one claimed delivery, with its attempt record."""
-
-    delivery_id: str
-    lease_token: str
-    status: DeliveryStatus
-    due_at_us: int
-    latency_us: int | None
-    description: str
-    attempt: Attempt | None
-    #: disable the endpoint (holding its pending deliveries) and probe it from then on
-    disable_endpoint: str = ""  # the reason ("gone", "breaker"); empty = leave it
-    probe_at_us: int | None = None
-    #: the endpoint's circuit breaker to persist (on a state change), or None
-    breaker: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Deferral:
-    """Give a claimed delivery back without spending an attempt, due again at *due_at_us*."""
-
-    delivery_id: str
-    lease_token: str
-    status: DeliveryStatus  # restored (Scheduled or Retry)
-    due_at_us: int
-    description: str = ""
-
-
-@dataclass(frozen=True, slots=True)
 class FanoutJob:
     """A leased broadcast whose deliveries are being written, chunk by chunk."""
 
@@ -174,12 +133,9 @@ class QueueStats:
     disabled_endpoints: dict[str, int]
 
 
-class Store(Protocol):
-    async def open(self) -> None: ...
-    async def close(self) -> None: ...
-    async def data_version(self) -> int: ...
+class Catalog(Protocol):
+    """Projects, keys, endpoints and subscriptions."""
 
-    # projects and keys
     async def create_project(self, project: Project) -> None: ...
     async def list_projects(self) -> list[Project]: ...
     async def get_project(self, project_id: str) -> Project | None: ...
@@ -192,7 +148,6 @@ class Store(Protocol):
         self, key_id: str, project_id: str | None, now_us: int
     ) -> ApiKey | None: ...
 
-    # endpoints and subscriptions
     async def create_endpoint(self, endpoint: Endpoint) -> None: ...
     async def get_endpoint(self, project_id: str, endpoint_id: str) -> Endpoint | None: ...
     async def list_endpoints(
@@ -208,12 +163,18 @@ class Store(Protocol):
     async def update_subscription(self, sub: Subscription) -> None: ...
     async def delete_subscription(self, project_id: str, sub_id: str) -> bool: ...
 
-    # events, deliveries, attempts
+
+class EventLog(Protocol):
+    """Publishing, and what was published and sent."""
+
     async def ingest(self, batch: Sequence[NewEvent]) -> list[IngestResult]: ...
     async def get_event(self, project_id: str, event_id: str) -> Event | None: ...
     async def list_events(
         self, project_id: str, flt: EventFilter, page: PageRequest
     ) -> Page[Event]: ...
+    async def broadcast_progress(
+        self, project_id: str, event_id: str
+    ) -> BroadcastProgress | None: ...
     async def get_delivery(self, project_id: str, delivery_id: str) -> Delivery | None: ...
     async def list_deliveries(
         self, project_id: str, flt: DeliveryFilter, page: PageRequest
@@ -226,15 +187,10 @@ class Store(Protocol):
         self, project_id: str, delivery_id: str, attempt_id: str
     ) -> Attempt | None: ...
 
-    # the queue
-    async def claim_due(
-        self, *, now_us: int, limit: int, lease_us: int, lease_token: str
-    ) -> list[ClaimedDelivery]: ...
-    async def complete(self, completions: Sequence[Completion], now_us: int) -> int: ...
-    async def release(self, leases: Sequence[tuple[str, str]], now_us: int) -> int: ...
-    async def defer(self, deferrals: Sequence[Deferral], now_us: int) -> int: ...
 
-    # endpoint health
+class EndpointHealth(Protocol):
+    """Disabling an endpoint (its deliveries held), probing it, enabling it again."""
+
     async def disable_endpoint(
         self, endpoint_id: str, reason: str, probe_at_us: int | None, now_us: int
     ) -> None: ...
@@ -242,7 +198,16 @@ class Store(Protocol):
     async def due_probes(self, now_us: int, limit: int) -> list[tuple[Endpoint, ProjectConfig]]: ...
     async def reschedule_probe(self, endpoint_id: str, probe_at_us: int, attempts: int) -> None: ...
 
-    # operator actions over many deliveries
+
+class Operations(Protocol):
+    """Background work over many rows: broadcast fan-out, batch jobs, retention."""
+
+    async def claim_fanout(
+        self, *, now_us: int, lease_us: int, lease_token: str
+    ) -> FanoutJob | None: ...
+    async def write_fanout_chunk(
+        self, job: FanoutJob, *, limit: int, now_us: int, lease_us: int
+    ) -> ChunkResult: ...
     async def replay_event(self, project_id: str, event_id: str, now_us: int) -> int: ...
     async def create_batch_job(self, job: BatchJob) -> BatchJob: ...
     async def get_batch_job(self, project_id: str, job_id: str) -> BatchJob | None: ...
@@ -252,25 +217,19 @@ class Store(Protocol):
     async def run_batch_chunk(
         self, job_id: str, lease_token: str, *, limit: int, now_us: int, lease_us: int
     ) -> BatchJob: ...
-
-    # retention
-    async def purge_before(self, project_id: str, cutoff_us: int, limit: int) -> int: ...
     async def retention_policies(self) -> list[tuple[str, int]]: ...
-    async def next_due_at(self) -> int | None: ...
-
-    # metrics
+    async def purge_before(self, project_id: str, cutoff_us: int, limit: int) -> int: ...
     async def queue_stats(self, now_us: int) -> QueueStats: ...
 
-    # broadcast fan-out
-    async def claim_fanout(
-        self, *, now_us: int, lease_us: int, lease_token: str
-    ) -> FanoutJob | None: ...
-    async def write_fanout_chunk(
-        self, job: FanoutJob, *, limit: int, now_us: int, lease_us: int
-    ) -> ChunkResult: ...
-    async def broadcast_progress(
-        self, project_id: str, event_id: str
-    ) -> BroadcastProgress | None: ...
+
+class Lifecycle(Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def data_version(self) -> int: ...
+
+
+class Records(Catalog, EventLog, EndpointHealth, Operations, Lifecycle, Protocol):
+    """Every record port at once: what the API serves from (one object implements all)."""
 
 
 def filter_to_json(flt: EventFilter | DeliveryFilter) -> dict[str, Any]:

@@ -1,0 +1,186 @@
+"""The delivery queue on PostgreSQL: a tick is one statement, so one round trip.
+
+Its data-modifying parts record what the worker finished (an ``UPDATE … FROM unnest``
+fenced by each lease token, and the attempt rows, ``INSERT … SELECT FROM unnest``) and
+lease what is due next (``FOR UPDATE SKIP LOCKED``: rows another worker is claiming are
+skipped, never shared), returning each lease with its event payload and the versions of
+its endpoint and project. A delivery just finished is never claimed by the same
+statement (its id is excluded: PostgreSQL does not allow one row to be changed twice in
+one statement). When a result changes an endpoint's health (a breaker transition, or
+disabling it), that is written first, in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from hookcast.domain import storable
+from hookcast.domain.models import HELD_US
+from hookcast.domain.ports.queue import AttemptRow, Deferral, Finish, Lease
+from hookcast.store.db import Tx
+from hookcast.store.postgres import PostgresDatabase, PostgresTx, columns_of, count
+from hookcast.store.queue import tick_isolated
+from hookcast.store.records import disable
+
+_ATTEMPT_TYPES = (
+    "text[]",
+    "text[]",
+    "text[]",
+    "text[]",
+    "text[]",
+    "text[]",
+    "text[]",
+    "text[]",
+    "text[]",
+    "int[]",
+    "text[]",
+    "text[]",
+    "boolean[]",
+    "bigint[]",
+    "bigint[]",
+    "bigint[]",
+)
+
+_TICK = (
+    "WITH finished AS ("
+    " UPDATE deliveries d SET status = u.status, due_at_us = CASE WHEN u.status = 'Retry' AND"
+    " EXISTS (SELECT 1 FROM endpoints e WHERE e.id = d.endpoint_id AND e.status = 'inactive')"
+    f" THEN {HELD_US} ELSE u.due_at_us END,"
+    " latency_us = COALESCE(u.latency_us, d.latency_us), description = u.description,"
+    " lease_token = NULL, updated_at_us = $7"
+    " FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[])"
+    " AS u(id, token, status, due_at_us, latency_us, description)"
+    " WHERE d.id = u.id AND d.lease_token = u.token AND d.status = 'Processing'),"
+    " attempts_written AS ("
+    f" INSERT INTO attempts ({', '.join(AttemptRow._fields)}) SELECT * FROM unnest("
+    + ", ".join(f"${i + 11}::{t}" for i, t in enumerate(_ATTEMPT_TYPES))
+    + ")),"
+    " picked AS ("
+    " SELECT id, status, due_at_us FROM deliveries"
+    " WHERE status IN ('Scheduled', 'Retry', 'Processing') AND due_at_us <= $7"
+    " AND id <> ALL($1::text[]) ORDER BY due_at_us LIMIT $8 FOR UPDATE SKIP LOCKED),"
+    " leased AS ("
+    " UPDATE deliveries d SET status = 'Processing', lease_token = $9,"
+    " due_at_us = $10 + COALESCE((SELECT e.http_timeout FROM endpoints e"
+    " WHERE e.id = d.endpoint_id), 30)::bigint * 1000000,"
+    " attempts = d.attempts + 1, updated_at_us = $7"
+    " FROM picked p WHERE d.id = p.id"
+    " RETURNING d.id, d.project_id, d.event_id, d.endpoint_id, d.event_type,"
+    " d.idempotency_key, d.delivery_mode, d.attempts, d.retry_limit, d.strategy,"
+    " d.interval_seconds, d.max_retry_seconds, d.created_at_us, p.status AS previous_status,"
+    " d.lease_token,"
+    " p.due_at_us AS previous_due)"
+    " SELECT l.id, l.project_id, l.event_id, l.endpoint_id, l.event_type, l.idempotency_key,"
+    " l.delivery_mode, l.attempts, l.retry_limit, l.strategy, l.interval_seconds,"
+    " l.max_retry_seconds, l.created_at_us, l.previous_status, v.data, v.headers,"
+    " e.updated_at_us, p.updated_at_us, l.lease_token"
+    " FROM leased l LEFT JOIN events v ON v.id = l.event_id"
+    " LEFT JOIN endpoints e ON e.id = l.endpoint_id"
+    " LEFT JOIN projects p ON p.id = l.project_id"
+    " ORDER BY l.previous_due, l.id"
+)
+
+_DEFER = (
+    "UPDATE deliveries d SET status = u.status, due_at_us = u.due_at_us, lease_token = NULL, "
+    "attempts = GREATEST(d.attempts - 1, 0), description = u.description, updated_at_us = $6 "
+    "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[]) "
+    "AS u(id, token, status, due_at_us, description) "
+    "WHERE d.id = u.id AND d.lease_token = u.token AND d.status = 'Processing'"
+)
+_RELEASE = (
+    "UPDATE deliveries d SET status = 'Scheduled', due_at_us = $3, lease_token = NULL, "
+    "attempts = GREATEST(d.attempts - 1, 0), updated_at_us = $3 "
+    "FROM unnest($1::text[], $2::text[]) AS u(id, token) "
+    "WHERE d.id = u.id AND d.lease_token = u.token AND d.status = 'Processing'"
+)
+
+
+class PostgresQueue:
+    def __init__(self, db: PostgresDatabase) -> None:
+        self._db = db
+
+    async def tick(
+        self, finished: Sequence[Finish], *, limit: int, now_us: int, lease_us: int, token: str
+    ) -> list[Lease]:
+        async def claim(done: Sequence[Finish]) -> list[Lease]:
+            return await self._db.write(
+                lambda tx: _tick(tx, done, limit, now_us, now_us + lease_us, token)
+            )
+
+        async def record(done: Sequence[Finish]) -> None:
+            await self._db.write(lambda tx: _tick(tx, done, 0, now_us, now_us, token))
+
+        return await tick_isolated(claim, record, finished)
+
+    async def defer(self, deferrals: Sequence[Deferral], now_us: int) -> int:
+        """Give leases back unspent: the attempt counted at the claim is undone."""
+        if not deferrals:
+            return 0
+        ordered = sorted(deferrals)  # one lock order for every worker
+
+        async def run(tx: Tx) -> int:
+            status = await _conn(tx).execute(
+                _DEFER,
+                [d.delivery_id for d in ordered],
+                [d.token for d in ordered],
+                [d.status for d in ordered],
+                [d.due_at_us for d in ordered],
+                [d.description for d in ordered],
+                now_us,
+            )
+            return count(status)
+
+        return await self._db.write(run)
+
+    async def release(self, leases: Sequence[tuple[str, str]], now_us: int) -> int:
+        if not leases:
+            return 0
+        ordered = sorted(leases)
+
+        async def run(tx: Tx) -> int:
+            status = await _conn(tx).execute(
+                _RELEASE, [d for d, _ in ordered], [t for _, t in ordered], now_us
+            )
+            tx.notify()
+            return count(status)
+
+        return await self._db.write(run)
+
+
+def _conn(tx: Tx) -> Any:
+    assert isinstance(tx, PostgresTx)
+    return tx.conn
+
+
+async def _tick(
+    tx: Tx, finished: Sequence[Finish], limit: int, now_us: int, lease_until_us: int, token: str
+) -> list[Lease]:
+    for fin in finished:  # endpoint health first: a retry of a disabled endpoint is held
+        if fin.breaker is not None:
+            await tx.run(
+                "UPDATE endpoints SET breaker = :breaker, updated_at_us = :now WHERE id = :id",
+                breaker=fin.breaker,
+                now=now_us,
+                id=fin.endpoint_id,
+            )
+        if fin.disable:
+            await disable(tx, fin.endpoint_id, fin.disable, fin.probe_at_us, now_us)
+    done = sorted(finished)  # one lock order for every worker
+    attempts = [storable.attempt_row(f.attempt) for f in done if f.attempt is not None]
+    rows = await _conn(tx).fetch(
+        _TICK,
+        [f.delivery_id for f in done],
+        [f.token for f in done],
+        [f.status for f in done],
+        [f.due_at_us for f in done],
+        [f.latency_us for f in done],
+        [storable.text(f.description, 2000) for f in done],
+        now_us,
+        limit,
+        token,
+        lease_until_us,
+        *columns_of(attempts, 16),
+    )
+    make = Lease._make
+    return [make(tuple(r)) for r in rows]
