@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 
 import orjson
 
-from hookcast import __version__, admin, apiclient, bootstrap, logs, progress
+from hookcast import __version__, apiclient, bootstrap, logs, progress
+from hookcast.api import admin
 from hookcast.domain.errors import HookcastError
 from hookcast.domain.models import KeyRole
 from hookcast.settings import Settings

@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import cast
 
+import orjson
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import (
@@ -45,7 +46,6 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from hookcast.api.envelope import error
 from hookcast.domain.breaker import TransitionKind
 from hookcast.domain.config import META_EVENT_TYPES
 from hookcast.domain.models import DeliveryStatus, EventKind
@@ -370,6 +370,13 @@ class Metrics:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def _refused(message: str) -> web.Response:
+    """The 401 in Convoy's error envelope (written here: metrics sits below the API)."""
+    body = orjson.dumps({"status": False, "message": message})
+    headers = {"WWW-Authenticate": 'Bearer realm="metrics"'}
+    return web.Response(body=body, status=401, content_type="application/json", headers=headers)
+
+
 def metrics_handler(metrics: Metrics, store: Operations, token: str = "") -> Handler:
     """``GET /metrics``: reads the queue from *store*, then renders the registry. With a
     *token* (``HOOKCAST_METRICS_TOKEN``), only for ``Authorization: Bearer <token>``."""
@@ -377,11 +384,9 @@ def metrics_handler(metrics: Metrics, store: Operations, token: str = "") -> Han
 
     async def handle(request: web.Request) -> web.Response:
         if expected and not _bearer_matches(request.headers.get("Authorization", ""), expected):
-            return error(
+            return _refused(
                 "unauthorized: /metrics needs the header 'Authorization: Bearer <token>' "
-                "with the token set in HOOKCAST_METRICS_TOKEN",
-                401,
-                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+                "with the token set in HOOKCAST_METRICS_TOKEN"
             )
         await metrics.refresh_queue(store)
         body, content_type = metrics.render(request.headers.get("Accept", ""))

@@ -10,7 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from hookcast import admin, bootstrap, cli
+from hookcast import bootstrap, cli
+from hookcast.api import admin
 from hookcast.domain.errors import NotFoundError
 from hookcast.domain.models import KeyRole
 from hookcast.settings import Settings

@@ -170,7 +170,7 @@ def test_probes_that_raise_or_hang_do_not_starve_other_projects(tmp_path: Path, 
 
 
 async def _project(store: Any, name: str) -> str:
-    from hookcast import admin
+    from hookcast.api import admin
 
     project, _, _ = await admin.create_project(store, name)
     return str(project.id)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import requests
 
-from hookcast import admin
+from hookcast.api import admin
 from hookcast.domain.ids import new_id
 from hookcast.store import migrate, open_store
 from support import ServerProcess, wait_until

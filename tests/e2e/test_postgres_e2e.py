@@ -20,7 +20,8 @@ import orjson
 import pytest
 import requests
 
-from hookcast import admin, bootstrap
+from hookcast import bootstrap
+from hookcast.api import admin
 from hookcast.domain.config import StrategyConfig
 from hookcast.domain.ids import new_id
 from hookcast.domain.models import (

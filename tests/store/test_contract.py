@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from hookcast import admin
+from hookcast.api import admin
 from hookcast.domain.config import StrategyConfig
 from hookcast.domain.errors import ConflictError, ValidationError
 from hookcast.domain.ids import new_id

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from hookcast import admin
+from hookcast.api import admin
 from hookcast.api import serializers as ser
 from hookcast.api.auth import Permission
 from hookcast.api.context import Route, ctx
