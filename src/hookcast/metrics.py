@@ -32,7 +32,6 @@ from typing import cast
 
 import orjson
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -412,20 +411,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # a name: assume it resolves to an outside address
-
-
-def in_flight_middleware(metrics: Metrics) -> Middleware:
-    """Counts the API's requests in flight."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        metrics.api_in_flight.inc()
-        try:
-            return await handler(request)
-        finally:
-            metrics.api_in_flight.dec()
-
-    return middleware
 
 
 async def start_listener(

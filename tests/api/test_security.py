@@ -378,13 +378,13 @@ async def test_a_5xx_tells_the_request_id_and_keeps_the_database_words_in_the_lo
     from aiohttp import web
     from aiohttp.test_utils import TestClient, TestServer
 
-    from hookcast.api.app import envelope
+    from hookcast.api.app import front
     from hookcast.domain.errors import StoreError
 
     async def broken(request: web.Request) -> web.Response:
         raise StoreError('relation "deliveries" does not exist; host db.internal user admin')
 
-    app = web.Application(middlewares=[envelope])
+    app = web.Application(middlewares=[front(None)])
     app.router.add_get("/api/v1/broken", broken)
     async with TestClient(TestServer(app)) as client:
         r = await client.get("/api/v1/broken", headers={"X-Request-ID": "req-500"})

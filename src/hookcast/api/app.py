@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+from aiohttp.typedefs import Middleware
 
 from hookcast import dashboard, logs
 from hookcast.api.auth import RateLimitedError
@@ -26,12 +27,13 @@ from hookcast.api.routes import (
 )
 from hookcast.domain.errors import HookcastError
 from hookcast.domain.ids import new_id
-from hookcast.metrics import Metrics, in_flight_middleware, metrics_handler
+from hookcast.metrics import Metrics, metrics_handler
 
 log = logging.getLogger("hookcast.api")
 MAX_BODY = web.AppKey("max_body", int)
 
 ALL_ROUTES: list[Route] = [
+    events.PUBLISH,  # the hot path first: the router tries resources in order
     *batches.ROUTES,  # literal paths (batchreplay) before the {event_id} patterns
     *events.ROUTES,  # the hot path first: the router tries resources in order
     *endpoints.ROUTES,
@@ -48,7 +50,24 @@ _request_ids = itertools.count(1)
 _REQUEST_ID_PREFIX = new_id()[:16]
 
 
-@web.middleware
+def front(metrics: Metrics | None) -> Middleware:
+    """The one middleware (each layer of aiohttp's middleware chain costs a call per
+    request): requests in flight counted, the guard's limits, the JSON envelope."""
+    gauge = metrics.api_in_flight if metrics is not None else None
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
+        if gauge is None:
+            return await envelope(request, handler)
+        gauge.inc()
+        try:
+            return await envelope(request, handler)
+        finally:
+            gauge.dec()
+
+    return middleware
+
+
 async def envelope(request: web.Request, handler: _Handler) -> web.StreamResponse:
     """Every response is JSON: domain errors, aiohttp's own errors and bugs alike; API
     requests with a body must send JSON (or no Content-Type). Each request has an id (the
@@ -68,7 +87,7 @@ async def envelope(request: web.Request, handler: _Handler) -> web.StreamRespons
                 "unsupported content type: send application/json", 415
             )
         else:
-            response = await handler(request)
+            response = await guard(request, handler)
     except HookcastError as exc:
         if exc.status_code >= 500:
             # the detail (a database's own words) goes to the log, not to the caller
@@ -114,7 +133,6 @@ def _header_problem(request: web.Request) -> str | None:
     return None
 
 
-@web.middleware
 async def guard(request: web.Request, handler: _Handler) -> web.StreamResponse:
     """Header limits, then the per-key rate limit (429 with Retry-After)."""
     problem = _header_problem(request)
@@ -122,9 +140,10 @@ async def guard(request: web.Request, handler: _Handler) -> web.StreamResponse:
         return error(problem, 431)
     if "%00" in request.raw_path:  # PostgreSQL text cannot hold NUL: refuse it up front
         return error("the URL must not contain NUL characters (%00)", 400)
-    if request.path.startswith("/api/"):
+    context = request.app.get(CTX)
+    if context is not None and request.path.startswith("/api/"):
         try:
-            await request.app[CTX].auth.throttle(request)
+            await context.auth.throttle(request)
         except RateLimitedError as exc:
             return error(exc.message, 429, headers={"Retry-After": str(exc.retry_after_s)})
     return await handler(request)
@@ -178,10 +197,8 @@ def create_app(
     """The API. With *metrics*, requests in flight are counted and, unless *metrics_route*
     is false (``/metrics`` served elsewhere), ``GET /metrics`` is served, for
     ``Authorization: Bearer <metrics_token>`` only when a token is given."""
-    middlewares = [envelope] if metrics is None else [in_flight_middleware(metrics), envelope]
-    middlewares.append(guard)  # inside the envelope: X-Request-ID on its answers too
     app = web.Application(
-        middlewares=middlewares,
+        middlewares=[front(metrics)],
         client_max_size=max_body_bytes,
         # the parser's own limits, a backstop behind the guard's JSON 431
         handler_args={

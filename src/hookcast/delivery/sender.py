@@ -107,7 +107,11 @@ def _target(url: str) -> _Target:
 
 
 def _encode_request(
-    target: _Target, body: bytes, headers: Mapping[str, str], static: bytes = b""
+    target: _Target,
+    body: bytes,
+    headers: Mapping[str, str],
+    static: bytes = b"",
+    checked: bool = False,
 ) -> bytes:
     return b"".join(
         (
@@ -116,7 +120,7 @@ def _encode_request(
             str(len(body)).encode(),
             b"\r\n",
             static,
-            encode_header_block(headers),
+            encode_header_block(headers, checked=checked),
             b"\r\n",
             body,
         )
@@ -217,13 +221,20 @@ class _Connection(asyncio.Protocol):
 
     # ------------------------------------------------------------ one exchange
 
-    async def exchange(self, request: bytes) -> None:
-        """Write *request* once and wait for its response (or an error in ``self.error``)."""
+    async def exchange(self, request: bytes, deadline: float) -> None:
+        """Write *request* once and wait for its response (or an error in ``self.error``),
+        until the loop's clock reads *deadline* (then TimeoutError). A timer handle rather
+        than ``asyncio.timeout``: this runs once per delivery."""
         assert self._transport is not None
         self._reset()
-        self._waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_at(deadline, _expire, waiter)
         self._transport.write(request)
-        await self._waiter
+        try:
+            await waiter
+        finally:
+            timer.cancel()
 
     def _finish(self, error: str | None) -> None:
         if error is not None:
@@ -277,11 +288,16 @@ class _Connection(asyncio.Protocol):
         return self.message_done and self.keep_alive and not self.truncated and not self.closed
 
     def response_headers(self) -> dict[str, str]:
+        """The response's headers worth recording on the attempt, as the receiver wrote
+        their names (a repeated one joined with commas), bounded in number and size."""
         out: dict[str, str] = {}
         for raw_name, raw_value in self.headers:
-            name = raw_name.decode("latin-1").lower()
-            value = raw_value.decode("latin-1").strip()
-            out[name] = f"{out[name]}, {value}" if name in out else value
+            name = raw_name.decode("latin-1")
+            value = raw_value.decode("latin-1").strip()[:_MAX_HEADER_VALUE]
+            if name in out:
+                out[name] = f"{out[name]}, {value}"[:_MAX_HEADER_VALUE]
+            elif len(out) < _MAX_HEADERS_KEPT:
+                out[name] = value
         return out
 
 
@@ -318,23 +334,29 @@ class Sender:
         timeout_s: float,
         *,
         static: bytes = b"",
+        checked: bool = False,
     ) -> SendResult:
         """One attempt: never raises (but on cancellation), never writes the request twice.
         *static*: header lines already encoded (by :func:`encode_header_block`), sent before
-        *headers*."""
+        *headers*; *checked*: every value of *headers* that came from outside was checked
+        (:func:`hookcast.domain.headers.check_wire`) when they were built."""
         started = time.time_ns() // 1000
         conn: _Connection | None = None
         try:
             target = _target(url)
-            request = _encode_request(target, body, headers, static)
-            async with asyncio.timeout(timeout_s):
-                conn = self._idle_connection(target) or await self._connect(target)
-                await conn.exchange(request)
+            request = _encode_request(target, body, headers, static, checked)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout_s
+            conn = self._idle_connection(target)
+            if conn is None:
+                async with asyncio.timeout_at(deadline):
+                    conn = await self._connect(target)
+            await conn.exchange(request, deadline)
             if conn.error is not None:
                 raise _ResponseError(conn.error)
             result = SendResult(
                 conn.status,
-                _kept(conn.response_headers()),
+                conn.response_headers(),
                 b"".join(conn.body)[: self._capture_bytes].decode("utf-8", "replace"),
                 "",
                 conn.ip,
@@ -419,15 +441,10 @@ class Sender:
             conn.close()
 
 
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
 def _same(conn: _Connection) -> _Connection:
     return conn
-
-
-def _kept(headers: dict[str, str]) -> dict[str, str]:
-    """Response headers worth recording on the attempt (bounded)."""
-    out: dict[str, str] = {}
-    for name, value in headers.items():
-        if len(out) >= _MAX_HEADERS_KEPT:
-            break
-        out["-".join(p.capitalize() for p in name.split("-"))] = value[:_MAX_HEADER_VALUE]
-    return out

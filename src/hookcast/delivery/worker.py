@@ -413,7 +413,7 @@ class Worker:
                 result = await self._traced_send(lease, entry, body, headers, timeout)
             else:
                 result = await self._sender.send(
-                    prepared.url, body, headers, timeout, static=entry.static
+                    prepared.url, body, headers, timeout, static=entry.static, checked=True
                 )
         finally:
             self._metrics.in_flight.dec()
@@ -437,7 +437,7 @@ class Worker:
         with self._tracing.attempt(event_headers, attributes) as span:
             headers.update(span.headers)
             result = await self._sender.send(
-                entry.prepared.url, body, headers, limit_s, static=entry.static
+                entry.prepared.url, body, headers, limit_s, static=entry.static, checked=True
             )
             span.result(result.status, result.error)
             return result

@@ -240,10 +240,34 @@ def admit(b: Breaker, cfg: BreakerConfig, now_us: int) -> tuple[Breaker, Admissi
 # --- results --------------------------------------------------------------------------
 
 
+def _with_window(b: Breaker, window: tuple[Tally, ...]) -> Breaker:
+    # built field by field: dataclasses.replace costs several times more, once per result
+    return Breaker(
+        b.state,
+        window,
+        b.opened_until_us,
+        b.consecutive_trips,
+        b.half_open_in_flight,
+        b.half_open_successes,
+        b.probe_expires_us,
+    )
+
+
 def _record_closed(
     b: Breaker, cfg: BreakerConfig, now_us: int, success: bool
 ) -> tuple[Breaker, Transition | None]:
-    tallied = replace(b, window=_tallied(b, cfg, now_us, success))
+    window = b.window
+    now_s = now_us // _US_PER_SECOND
+    if (
+        success
+        and window
+        and window[-1].second == now_s
+        and window[0].second > now_s - cfg.observability_window_s
+    ):  # the common case: one more success in the current second, nothing to prune
+        last = window[-1]
+        tally = Tally(now_s, last.successes + 1, last.failures)
+        return _with_window(b, (*window[:-1], tally)), None
+    tallied = _with_window(b, _tallied(b, cfg, now_us, success))
     if success or not _should_trip(tallied.window, cfg):
         return tallied, None
     return _trip(tallied, cfg, now_us, TransitionKind.OPENED)

@@ -100,17 +100,24 @@ def check_headers(headers: Mapping[str, str], field: str) -> dict[str, str]:
     return dict(headers)
 
 
-def encode_header_block(headers: Mapping[str, str]) -> bytes:
-    """``Name: value\\r\\n`` lines for *headers*; refuses (before anything is sent) a name
-    or value that could split the request, whatever checks it passed when it was stored."""
+def check_wire(name: str, value: str) -> None:
+    """Refuse (before anything is sent) a header that could split the request, whatever
+    checks it passed when it was stored."""
+    if not _TOKEN.fullmatch(name) or name.lower() in FRAMING:
+        raise UnsafeHeaderError(f"refused to send the header name {name[:60]!r}")
+    if _CONTROL.search(value) is not None:
+        raise UnsafeHeaderError(
+            f"refused to send header {name!r}: its value contains a control character"
+        )
+
+
+def encode_header_block(headers: Mapping[str, str], *, checked: bool = False) -> bytes:
+    """``Name: value\\r\\n`` lines for *headers*, each through :func:`check_wire` unless
+    the caller did that already (*checked*) for every value that came from outside."""
     out = bytearray()
     for name, value in headers.items():
-        if not _TOKEN.fullmatch(name) or name.lower() in FRAMING:
-            raise UnsafeHeaderError(f"refused to send the header name {name[:60]!r}")
-        if _CONTROL.search(value) is not None:
-            raise UnsafeHeaderError(
-                f"refused to send header {name!r}: its value contains a control character"
-            )
+        if not checked:
+            check_wire(name, value)
         out += name.encode("ascii")
         out += b": "
         out += value.encode("utf-8")

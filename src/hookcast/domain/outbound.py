@@ -19,6 +19,7 @@ import orjson
 
 from hookcast import __version__
 from hookcast.domain.config import ProjectConfig
+from hookcast.domain.headers import check_wire
 from hookcast.domain.models import Delivery, Endpoint, Secret
 from hookcast.domain.signing import Signer
 
@@ -134,11 +135,18 @@ class Prepared:
     ) -> dict[str, str]:
         """This delivery's headers after :attr:`static`: the event's custom headers (never
         one of ours), the signatures over exactly *body*, its ids and idempotency key.
-        Raises ValueError when a secret cannot sign."""
-        reserved = self._reserved
-        out = {k: v for k, v in custom.items() if k.lower() not in reserved} if custom else {}
+        What came from outside is checked for the wire here (UnsafeHeaderError, a
+        ValueError); so is a secret that cannot sign (ValueError)."""
+        out: dict[str, str] = {}
+        if custom:
+            reserved = self._reserved
+            for name, value in custom.items():
+                if name.lower() not in reserved:
+                    check_wire(name, value)  # the rest is ours, made here
+                    out[name] = value
         out.update(self.signer.sign(delivery_id, body, now_us))
         if idempotency_key:
+            check_wire(self.request_id_header, idempotency_key)
             out[self.request_id_header] = idempotency_key
         if self.trace_ids:
             out["X-Convoy-Event-ID"] = event_id

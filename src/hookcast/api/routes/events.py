@@ -219,8 +219,10 @@ _LIST_QUERY = (
     "startDate",
     "endDate",
 )
+PUBLISH = Route(
+    "POST", P, create_event, "Publish an event to one endpoint", "Events", 201, CreateEvent
+)
 ROUTES = [
-    Route("POST", P, create_event, "Publish an event to one endpoint", "Events", 201, CreateEvent),
     Route(
         "POST",
         P + "/fanout",
