@@ -17,7 +17,8 @@ from hookcast.domain.models import Endpoint
 from hookcast.domain.outbound import Prepared
 from hookcast.domain.ports.queue import Lease, Targets
 
-_MAX_ENTRIES = 50_000
+#: a broadcast walks every endpoint once: entries are cheap to rebuild, memory is not
+_MAX_ENTRIES = 10_000
 
 
 @dataclass(slots=True)

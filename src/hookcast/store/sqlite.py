@@ -37,7 +37,7 @@ def connect(path: str, *, synchronous: str = "FULL") -> sqlite3.Connection:
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA busy_timeout=30000")
     conn.execute("PRAGMA foreign_keys=OFF")
-    conn.execute("PRAGMA cache_size=-65536")
+    conn.execute("PRAGMA cache_size=-16384")  # 16 MiB a connection: a few per process
     conn.execute("PRAGMA temp_store=MEMORY")
     return conn
 
