@@ -101,11 +101,19 @@ class Running:
     metrics_runner: web.AppRunner | None = None
     limiter: RedisRateLimiter | None = None
     tracing: Tracing = field(default_factory=Tracing)
+    metrics_elsewhere: tuple[str, int] | None = None
 
 
 async def start(
-    settings: Settings, *, api: bool = True, worker: bool = True, tracing: Tracing | None = None
+    settings: Settings,
+    *,
+    api: bool = True,
+    worker: bool = True,
+    tracing: Tracing | None = None,
+    open_port: bool = True,
 ) -> Running:
+    """Build and start this process's pieces; with *open_port* false the API is built but
+    takes no connection until :func:`listen` (``serve`` waits for its worker processes)."""
     tracing = tracing or setup_tracing(settings.otel_enabled, settings.otel_exporter)
     store = build_store(settings, api=api, worker=worker)
     await store.open()
@@ -211,12 +219,20 @@ async def start(
         )
         running.runner = api_runner(app)
         await running.runner.setup()
-        site = web.TCPSite(running.runner, settings.host, settings.port, backlog=1024)
-        await site.start()
-        log.info("api.listening", extra={"url": f"http://{settings.host}:{settings.port}"})
-        if settings.metrics_enabled:
-            await _serve_metrics(running, settings, metrics_elsewhere)
+        running.metrics_elsewhere = metrics_elsewhere
+        if open_port:
+            await listen(running, settings)
     return running
+
+
+async def listen(running: Running, settings: Settings) -> None:
+    """Open the API's port (and the separate /metrics address, if any)."""
+    assert running.runner is not None
+    site = web.TCPSite(running.runner, settings.host, settings.port, backlog=1024)
+    await site.start()
+    log.info("api.listening", extra={"url": f"http://{settings.host}:{settings.port}"})
+    if settings.metrics_enabled:
+        await _serve_metrics(running, settings, running.metrics_elsewhere)
 
 
 async def _serve_metrics(
@@ -348,7 +364,17 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
     children = [await _spawn_worker(settings, i) for i in range(worker_processes)]
-    running = await start(settings, api=api, worker=worker and not children)
+    # the children start while this process does; the API answers once they are ready
+    ready = [asyncio.create_task(_ready(child)) for child in children]
+    running = await start(settings, api=api, worker=worker and not children, open_port=False)
+    await asyncio.gather(*ready)
+    if running.runner is not None:
+        await listen(running, settings)
+    ready_fd = os.environ.pop(READY_ENV, "")
+    if ready_fd:  # a worker process of a serve: tell it this one is ready
+        with contextlib.suppress(OSError):
+            os.write(int(ready_fd), b"ready\n")
+            os.close(int(ready_fd))
     try:
         await stopping.wait()
         log.info("hookcast.stopping")
@@ -359,6 +385,9 @@ async def serve(
 
 #: set for the worker processes ``serve`` starts: they stop when it goes, however it goes
 PARENT_ENV = "HOOKCAST_PARENT_PID"
+#: the pipe on which such a worker process says it is ready
+READY_ENV = "HOOKCAST_READY_FD"
+READY_TIMEOUT_S = 60.0
 
 
 def follow_parent(parent_pid: int) -> None:
@@ -382,9 +411,34 @@ async def _spawn_worker(settings: Settings, index: int) -> asyncio.subprocess.Pr
     }
     if settings.metrics_port:  # each child serves its own registry on a port of its own
         env["HOOKCAST_METRICS_PORT"] = str(settings.metrics_port + index)
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "hookcast", "worker", env=env)
+    read_fd, write_fd = os.pipe()
+    env[READY_ENV] = str(write_fd)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hookcast", "worker", env=env, pass_fds=(write_fd,)
+    )
+    os.close(write_fd)
+    _READY_PIPES[proc.pid] = read_fd
     log.info("worker.spawned", extra={"pid": proc.pid})
     return proc
+
+
+_READY_PIPES: dict[int, int] = {}
+
+
+async def _ready(child: asyncio.subprocess.Process) -> None:
+    """Wait (bounded) until a worker process says it is ready, or ends."""
+    fd = _READY_PIPES.pop(child.pid)
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            said = await asyncio.to_thread(os.read, fd, 16)
+    except TimeoutError:
+        said = b""
+    finally:
+        os.close(fd)
+    if said.startswith(b"ready"):
+        log.info("worker.ready", extra={"pid": child.pid})
+    else:
+        log.warning("worker.not_ready", extra={"pid": child.pid, "returncode": child.returncode})
 
 
 async def _stop_children(children: list[asyncio.subprocess.Process], grace_s: float) -> None:

@@ -86,7 +86,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         bootstrap.follow_parent(int(parent))
     settings = _settings(args)
     logs.configure(settings.log_level, "text" if args.text_logs else settings.log_format)
-    bootstrap.run_migrations(settings)
+    if not parent:  # a worker process of a serve: that serve has just migrated
+        bootstrap.run_migrations(settings)
     _run(bootstrap.serve(settings, api=False, worker=True))
     return 0
 

@@ -17,7 +17,7 @@ from hookcast.domain.limits import Bucket, new_bucket, take
 from hookcast.domain.models import Endpoint
 
 _MIN_WAIT_US = 100_000
-_MAX_ENTRIES = 50_000
+_MAX_ENTRIES = 20_000
 _SLOW_US = 1_000_000
 
 

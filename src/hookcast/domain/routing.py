@@ -11,6 +11,8 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import orjson
+
 from hookcast.domain.config import StrategyConfig, StrategyType
 from hookcast.domain.errors import ValidationError
 from hookcast.domain.filters import (
@@ -24,11 +26,14 @@ _CACHE_SIZE = 50_000
 
 
 class FilterCache:
-    """Compiled filters keyed by (subscription id, updated_at): a change recompiles."""
+    """Compiled filters keyed by (subscription id, updated_at): a change recompiles. Equal
+    filters share one compiled object (most subscriptions of a large project have the same
+    few filters), so the cache costs a reference per subscription, not a compiled filter."""
 
     def __init__(self, size: int = _CACHE_SIZE) -> None:
         self._size = size
         self._items: OrderedDict[tuple[str, int], CompiledSubscriptionFilter | None] = OrderedDict()
+        self._by_content: dict[bytes, CompiledSubscriptionFilter | None] = {}
 
     def get(self, sub: Subscription) -> CompiledSubscriptionFilter | None:
         """The compiled filter, or None when the stored filter is not valid."""
@@ -39,10 +44,17 @@ class FilterCache:
             "event_types": list(sub.filter_config.event_types),
             "filter": sub.filter_config.filter,
         }
-        try:
-            found: CompiledSubscriptionFilter | None = compile_subscription_filter(doc)
-        except ValidationError:
-            found = None
+        content = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+        if content in self._by_content:
+            found = self._by_content[content]
+        else:
+            try:
+                found = compile_subscription_filter(doc)
+            except ValidationError:
+                found = None
+            if len(self._by_content) >= self._size:
+                self._by_content.clear()
+            self._by_content[content] = found
         self._items[key] = found
         if len(self._items) > self._size:
             self._items.popitem(last=False)
