@@ -31,7 +31,7 @@ from hookcast.delivery.worker import Worker, WorkerOptions
 from hookcast.domain.ports import Records
 from hookcast.metrics import Metrics, is_loopback, start_listener
 from hookcast.settings import Settings
-from hookcast.store import Store, migrate, open_store
+from hookcast.store import Store, open_store
 from hookcast.tracing import Tracing
 from hookcast.tracing import setup as setup_tracing
 
@@ -57,6 +57,8 @@ def run_migrations(settings: Settings, *, newer_ok: bool = True) -> str | None:
     """Bring the schema to this version's head. A schema migrated by a newer hookcast is
     left as it is when *newer_ok* (a process of the old version during a rolling upgrade
     keeps running: migrations only add), else the error says what to do."""
+    from hookcast.store import migrate  # Alembic: loaded only where migrations run
+
     try:
         migrate.upgrade(settings.database_url)
     except migrate.SchemaTooNewError as exc:
@@ -291,6 +293,8 @@ class Readiness:
             return f"database unreachable: {exc}"
         if time.monotonic() < self._schema_ok_until:
             return None
+        from hookcast.store import migrate
+
         current, state = await asyncio.to_thread(migrate.schema_state, self._url)
         if state in ("behind", "empty"):
             head = migrate.head_revision()

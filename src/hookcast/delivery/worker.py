@@ -167,6 +167,8 @@ class Worker:
             await asyncio.sleep(flush_s)
             return
         self._result.clear()
+        if self._stopping.is_set():  # asked to stop during the tick: no wait
+            return
         timeout = self._opt.poll_interval_s * (0.75 + self._rand() / 2)
         result = asyncio.ensure_future(self._result.wait())
         wake = asyncio.ensure_future(self._waker.wait(timeout))

@@ -4,13 +4,16 @@ per dialect (``queue/``), one driver per dialect (``sqlite.py``, ``postgres.py``
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from hookcast.store.postgres import PostgresDatabase
-from hookcast.store.queue.postgres import PostgresQueue
 from hookcast.store.queue.sqlite import SqliteQueue
 from hookcast.store.records import Records
 from hookcast.store.sqlite import SqliteDatabase
 from hookcast.store.urls import is_postgres
+
+if TYPE_CHECKING:  # asyncpg is loaded only by a process that uses PostgreSQL
+    from hookcast.store.postgres import PostgresDatabase
+    from hookcast.store.queue.postgres import PostgresQueue
 
 
 @dataclass
@@ -47,6 +50,9 @@ def open_store(
     """The store for a database URL, not yet open (``await store.open()``). *inline_writes*
     and *inline_reads* (SQLite only) run transactions on the event loop's thread."""
     if is_postgres(url):
+        from hookcast.store.postgres import PostgresDatabase
+        from hookcast.store.queue.postgres import PostgresQueue
+
         pg = PostgresDatabase(url, max_size=pg_pool_max)
         return Store(Records(pg), PostgresQueue(pg), pg)
     db = SqliteDatabase(url, synchronous=synchronous)
