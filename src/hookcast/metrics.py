@@ -52,6 +52,7 @@ from hookcast.domain.ports import Operations, QueueStats
 
 log = logging.getLogger("hookcast.metrics")
 
+_TICK_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1)
 _ATTEMPT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _DELIVERED_BUCKETS = (
     *(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
@@ -231,6 +232,13 @@ class Metrics:
             "From the delivery's creation (the publish; a broadcast's chunk write) to its "
             "successful attempt, retries included",
             buckets=_DELIVERED_BUCKETS,
+            registry=r,
+        )
+        self.queue_tick_seconds = Histogram(
+            "hookcast_queue_tick_seconds",
+            "One worker tick against the queue: the previous batch finished and the next "
+            "claimed, in one transaction (one round trip on PostgreSQL)",
+            buckets=_TICK_BUCKETS,
             registry=r,
         )
         self.in_flight = Gauge(

@@ -503,6 +503,11 @@ class _PurgeFailsFor:
             raise RuntimeError("this project's purge fails")
         return await self._store.purge_before(project_id, cutoff_us, limit)
 
+    async def maintain_partitions(
+        self, now_us: int, drop_before_us: int | None
+    ) -> tuple[list[str], list[str]]:
+        return await self._store.maintain_partitions(now_us, drop_before_us)
+
 
 def _sweep(gateway: Gateway, hours_later: float, wrap: Any = None) -> int:
     async def run() -> int:

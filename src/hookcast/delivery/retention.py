@@ -1,4 +1,11 @@
-"""Retention: rows older than the project's retention are removed in small batches."""
+"""Retention: rows older than the project's retention are removed.
+
+On PostgreSQL a pass first maintains the daily partitions: it makes the coming days'
+and drops every partition that ends before the longest retention of any project (when no
+project keeps its data for ever), whole and at once. Then, project by project, the rows
+older than that project's own retention go in small batches (on PostgreSQL, only those a
+shorter retention than the longest leaves behind).
+"""
 
 from __future__ import annotations
 
@@ -41,9 +48,16 @@ class RetentionRunner:
         fails is logged and skipped: it never stops the purge of the others."""
         now_us = now_us or time.time_ns() // 1000
         removed = 0
-        for project_id, hours in await self._store.retention_policies():
+        policies = await self._store.retention_policies()
+        try:
+            await self._partitions(now_us, [hours for _, hours in policies])
+        except Exception:
+            log.exception("retention.partitions_failed")
+        for project_id, hours in policies:
             if self._stopping.is_set():
                 break
+            if hours <= 0:
+                continue
             try:
                 removed += await self._purge(project_id, retention_cutoff_us(now_us, hours))
             except Exception:
@@ -51,6 +65,13 @@ class RetentionRunner:
         if removed:
             log.info("retention.purged", extra={"rows": removed})
         return removed
+
+    async def _partitions(self, now_us: int, hours: list[int]) -> None:
+        keep_all = not hours or any(h <= 0 for h in hours)
+        drop_before = None if keep_all else retention_cutoff_us(now_us, max(hours))
+        created, dropped = await self._store.maintain_partitions(now_us, drop_before)
+        if created or dropped:
+            log.info("retention.partitions", extra={"created": created, "dropped": dropped})
 
     async def _purge(self, project_id: str, cutoff_us: int) -> int:
         removed = 0

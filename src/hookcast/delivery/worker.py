@@ -150,13 +150,16 @@ class Worker:
         finished = self._finished[:_MAX_FINISHED]
         del self._finished[:_MAX_FINISHED]
         self._ticks += 1
-        return await self._queue.tick(
+        started = time.perf_counter()
+        leases = await self._queue.tick(
             finished,
             limit=limit,
             now_us=self._clock(),
             lease_us=self._lease_us,
             token=f"{self._token_prefix}-{self._ticks}",
         )
+        self._metrics.queue_tick_seconds.observe(time.perf_counter() - started)
+        return leases
 
     async def _idle(self) -> None:
         """Until the next tick: a short flush window when results wait to be recorded;

@@ -18,6 +18,7 @@ import orjson
 
 from hookcast.domain.config import StrategyConfig
 from hookcast.domain.errors import ValidationError
+from hookcast.domain.ids import delivery_id
 from hookcast.domain.models import (
     HELD_US,
     DeliveryMode,
@@ -136,7 +137,9 @@ class _Planner:
             self.seen_keys.add(key)
         self.event(ev, [ep.id for ep, _ in targets], duplicate=False)
         for endpoint, sub in targets:
-            self.plan.deliveries.append(delivery_row(self.ids(), ev, endpoint, sub))
+            self.plan.deliveries.append(
+                delivery_row(delivery_id(ev.id, endpoint.id), ev, endpoint, sub)
+            )
         return IngestResult(ev.id, deliveries=len(targets))
 
     def targets(self, ev: NewEvent) -> list[tuple[Endpoint, Subscription]]:
@@ -324,7 +327,6 @@ def plan_chunk(
     *,
     release_clock_us: int,
     now_us: int,
-    ids: Ids,
     filters: FilterCache,
 ) -> ChunkPlan:
     """One chunk of a broadcast: *endpoints* are ``(id, status)`` in id order. Active
@@ -352,7 +354,7 @@ def plan_chunk(
         due = int(start + i * step) if step else now_us
         rows.append(
             DeliveryRow(
-                ids(),
+                delivery_id(job.event_id, endpoint_id),
                 job.project_id,
                 job.event_id,
                 endpoint_id,

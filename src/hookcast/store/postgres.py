@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 
 import asyncpg
@@ -81,42 +81,87 @@ def columns_of(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
     return cols
 
 
-_INSERTS: dict[tuple[str, tuple[str, ...]], str] = {}
+_INSERTS: dict[tuple[tuple[str, tuple[str, ...]], ...], str] = {}
 
 
-def insert_sql(table: Table, columns: tuple[str, ...]) -> str:
-    sql = _INSERTS.get((table.name, columns))
+def combined_insert_sql(parts: tuple[tuple[Table, tuple[str, ...]], ...]) -> str:
+    """``INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING`` for each table, the
+    first ones as data-modifying CTEs of the last, numbered one after the other."""
+    key = tuple((t.name, names) for t, names in parts)
+    sql = _INSERTS.get(key)
     if sql is None:
-        arrays = ", ".join(f"${i + 1}::{array_type(table, c)}" for i, c in enumerate(columns))
-        sql = _INSERTS[(table.name, columns)] = (
-            f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({arrays}) "
-            "ON CONFLICT DO NOTHING"
-        )
+        statements, n = [], 0
+        for table, names in parts:
+            arrays = ", ".join(f"${n + i + 1}::{array_type(table, c)}" for i, c in enumerate(names))
+            n += len(names)
+            statements.append(
+                f"INSERT INTO {table.name} ({', '.join(names)}) SELECT * FROM unnest({arrays}) "
+                "ON CONFLICT DO NOTHING"
+            )
+        *first, last = statements
+        ctes = ", ".join(f"w{i} AS ({s})" for i, s in enumerate(first))
+        sql = _INSERTS[key] = f"WITH {ctes} {last}" if ctes else last
     return sql
 
 
+_COMMIT = "COMMIT"
+#: one round trip (the simple query protocol takes both); delivered at commit
+_NOTIFY_AND_COMMIT = f"NOTIFY {CHANNEL}; COMMIT"
+
+
+async def _in_transaction(conn: Conn, work: Work[T]) -> T:
+    """*work* between ``BEGIN`` and ``COMMIT``, the notification (when it asked for one)
+    sent with the ``COMMIT``: a transaction costs one round trip more than its
+    statements. Rolled back if *work* fails (or, when the connection is busy because the
+    task was cancelled mid-statement, by the pool on release)."""
+    await conn.execute("BEGIN")
+    tx = PostgresTx(conn)
+    try:
+        result = await work(tx)
+        await tx.flush()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await conn.execute("ROLLBACK")
+        raise
+    await conn.execute(_NOTIFY_AND_COMMIT if tx.notified else _COMMIT)
+    return result
+
+
+async def _keep_session(conn: Conn) -> None:
+    """The pool's reset: nothing to reset (see :meth:`PostgresDatabase.open`)."""
+
+
 class PostgresTx:
+    """A transaction's statements. Inserts wait and go out together, as one statement of
+    data-modifying CTEs, just before the next other statement or the commit: an ingest's
+    events and deliveries cost one round trip, not one per table."""
+
     dialect = _PG
-    __slots__ = ("conn", "notified")
+    __slots__ = ("_inserts", "conn", "notified")
 
     def __init__(self, conn: Conn) -> None:
         self.conn = conn
         self.notified = False
+        self._inserts: list[tuple[Table, tuple[str, ...], Sequence[Sequence[Any]]]] = []
 
     async def rows(self, sql: str, **args: Any) -> list[Row]:
+        await self.flush()
         compiled = compile_sql(sql, _PG)
         return cast("list[Row]", await self.conn.fetch(compiled.text, *compiled.args(args)))
 
     async def row(self, sql: str, **args: Any) -> Row | None:
+        await self.flush()
         compiled = compile_sql(sql, _PG)
         found = await self.conn.fetchrow(compiled.text, *compiled.args(args))
         return cast("Row | None", found)
 
     async def value(self, sql: str, **args: Any) -> Any:
+        await self.flush()
         compiled = compile_sql(sql, _PG)
         return await self.conn.fetchval(compiled.text, *compiled.args(args))
 
     async def run(self, sql: str, **args: Any) -> int:
+        await self.flush()
         compiled = compile_sql(sql, _PG)
         return count(await self.conn.execute(compiled.text, *compiled.args(args)))
 
@@ -124,10 +169,23 @@ class PostgresTx:
         self, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
     ) -> None:
         if rows:
-            names = tuple(columns)
-            await self.conn.execute(insert_sql(table, names), *columns_of(rows, len(names)))
+            if any(t is table for t, _, _ in self._inserts):
+                await self.flush()  # sibling CTEs would not see each other's rows
+            self._inserts.append((table, tuple(columns), rows))
+
+    async def flush(self) -> None:
+        """Send the waiting inserts (one statement, whatever the number of tables)."""
+        if not self._inserts:
+            return
+        parts, self._inserts = self._inserts, []
+        sql = combined_insert_sql(tuple((t, names) for t, names, _ in parts))
+        args: list[Any] = []
+        for _, names, rows in parts:
+            args.extend(columns_of(rows, len(names)))
+        await self.conn.execute(sql, *args)
 
     async def lock(self, names: Iterable[str]) -> None:
+        await self.flush()
         keys = sorted({lock_key(n) for n in names})  # one order everywhere: no deadlock
         if keys:
             await self.conn.execute(
@@ -162,6 +220,11 @@ class PostgresDatabase:
                 min_size=self._min_size,
                 max_size=self._max_size,
                 server_settings={"application_name": "hookcast", "jit": "off"},
+                # hookcast keeps no session state on pooled connections (locks and
+                # settings are per transaction, LISTEN has its own connection), so a
+                # connection goes back to the pool without asyncpg's reset query: one
+                # round trip less per use (an open transaction is still rolled back)
+                reset=_keep_session,
             )
         except _ERRORS as exc:
             raise StoreError(f"cannot connect to PostgreSQL: {exc}") from exc
@@ -197,16 +260,22 @@ class PostgresDatabase:
         except _ERRORS as exc:
             raise StoreError(f"database error: {exc}") from exc
 
+    async def statement(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        """One statement in its own implicit transaction: atomic, and one round trip (no
+        BEGIN and COMMIT around it)."""
+        return await self._retrying(lambda conn: conn.fetch(sql, *args))
+
     async def write(self, work: Work[T]) -> T:
+        return await self._retrying(lambda conn: _in_transaction(conn, work))
+
+    async def _retrying(self, run: Callable[[Conn], Awaitable[T]]) -> T:
+        """*run* on a pooled connection, again when PostgreSQL picked it as a deadlock or
+        serialisation victim (rolled back whole, so running it again is safe)."""
         pool = self._require_pool()
         for attempt in range(_DEADLOCK_RETRIES):
             try:
-                async with pool.acquire() as conn, conn.transaction():
-                    tx = PostgresTx(conn)
-                    result = await work(tx)
-                    if tx.notified:
-                        await conn.execute(f"NOTIFY {CHANNEL}")  # delivered at commit
-                    return result
+                async with pool.acquire() as conn:
+                    return await run(conn)
             except (
                 asyncpg.exceptions.DeadlockDetectedError,
                 asyncpg.exceptions.SerializationError,

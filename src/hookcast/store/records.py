@@ -24,7 +24,7 @@ from hookcast.domain.errors import (
     NotFoundError,
     ValidationError,
 )
-from hookcast.domain.ids import new_id
+from hookcast.domain.ids import new_id, ulid_floor
 from hookcast.domain.models import (
     HELD_US,
     ApiKey,
@@ -62,7 +62,7 @@ from hookcast.domain.ports.records import (
     event_filter_from_json,
 )
 from hookcast.domain.routing import FilterCache, group_by_endpoint
-from hookcast.store import schema
+from hookcast.store import partitions, schema
 from hookcast.store.db import Database, Row, Tx
 from hookcast.store.rows import (
     API_KEY,
@@ -76,6 +76,7 @@ from hookcast.store.rows import (
     Mapping,
     dumps,
 )
+from hookcast.store.sql import Dialect
 
 PENDING = "status IN ('Scheduled', 'Retry', 'Processing')"
 
@@ -719,31 +720,50 @@ class Records:
     # ------------------------------------------------------------ retention
 
     async def retention_policies(self) -> list[tuple[str, int]]:
+        """Every project's retention in hours (0: kept for ever)."""
+
         async def run(tx: Tx) -> list[Row]:
             return await tx.rows("SELECT id, config FROM projects")
 
-        out = []
-        for project_id, text in await self.db.read(run):
-            hours = stored_config(text).retention_hours
-            if hours > 0:
-                out.append((project_id, hours))
-        return out
+        return [
+            (project_id, stored_config(text).retention_hours)
+            for project_id, text in await self.db.read(run)
+        ]
 
     async def purge_before(self, project_id: str, cutoff_us: int, limit: int) -> int:
-        """Delete up to *limit* rows of each table older than *cutoff_us*: small
-        transactions, so delivery is never locked out for long. Returns rows deleted."""
+        """Delete up to *limit* rows of each table older than *cutoff_us* (by id, which
+        carries the time: an index range, whatever the history), in small transactions,
+        so delivery is never locked out for long. Returns rows deleted."""
+        floor = ulid_floor(cutoff_us // 1000)
 
         async def run(tx: Tx) -> int:
             n = 0
             for table in ("attempts", "deliveries", "events"):
                 n += await tx.run(
                     f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} "
-                    "WHERE project_id = :p AND created_at_us < :cutoff LIMIT :limit)",
+                    "WHERE project_id = :p AND id < :floor LIMIT :limit)",
                     p=project_id,
-                    cutoff=cutoff_us,
+                    floor=floor,
                     limit=limit,
                 )
             return n
+
+        return await self.db.write(run)
+
+    async def maintain_partitions(
+        self, now_us: int, drop_before_us: int | None
+    ) -> tuple[list[str], list[str]]:
+        """PostgreSQL: make the coming days' partitions and drop those wholly before
+        *drop_before_us* (``store/partitions.py``); one process at a time. Returns the
+        partitions created and dropped (none on SQLite)."""
+        if self.db.dialect is not Dialect.POSTGRES:
+            return [], []
+        drop_ms = None if drop_before_us is None else drop_before_us // 1000
+
+        async def run(tx: Tx) -> tuple[list[str], list[str]]:
+            await tx.lock(["hookcast\x1fpartitions"])
+            done = await partitions.maintain(tx, now_us // 1000, drop_ms)
+            return done.created, done.dropped
 
         return await self.db.write(run)
 
@@ -841,7 +861,6 @@ class Records:
                 subs,
                 release_clock_us=clock or 0,
                 now_us=now_us,
-                ids=new_id,
                 filters=self.filters,
             )
             if plan.deliveries:

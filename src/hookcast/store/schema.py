@@ -1,7 +1,10 @@
 """The declared schema (SQLAlchemy Core). Alembic migrations must produce exactly this;
 a test compares ``upgrade head`` with it on every store.
 
-Times are integer microseconds since the Unix epoch. JSON documents are stored as text so
+Times are integer microseconds since the Unix epoch. On PostgreSQL the three tables that
+grow with traffic (events, deliveries, attempts) are partitioned by range of id: ids are
+ULIDs, so a range of ids is a range of time, and ``store/partitions.py`` keeps one
+partition a day (created ahead, dropped whole by retention). JSON documents are stored as text so
 both dialects read them the same way. Deliveries carry no foreign keys: the table is a
 hot queue, and a delivery whose endpoint was deleted is discarded by the worker.
 """
@@ -149,6 +152,7 @@ events = Table(
         sqlite_where=text("fanout_due_at_us IS NOT NULL"),
         postgresql_where=text("fanout_due_at_us IS NOT NULL"),
     ),
+    postgresql_partition_by="RANGE (id)",
 )
 
 deliveries = Table(
@@ -182,9 +186,11 @@ deliveries = Table(
         postgresql_where=text("status IN ('Scheduled', 'Retry', 'Processing')"),
     ),
     Index("ix_deliveries_project_id", "project_id", "id"),
-    # one delivery per endpoint per event, whatever the kind of event
-    Index("ix_deliveries_event", "event_id", "endpoint_id", unique=True),
+    # one delivery per endpoint per event, whatever the kind of event: the id is derived
+    # from the pair (domain/ids.py delivery_id), so the primary key enforces it
+    Index("ix_deliveries_event", "event_id", "endpoint_id"),
     Index("ix_deliveries_endpoint", "endpoint_id", "id"),
+    postgresql_partition_by="RANGE (id)",
 )
 
 attempts = Table(
@@ -207,6 +213,7 @@ attempts = Table(
     Column("responded_at_us", BigInteger, nullable=False),
     Column("created_at_us", BigInteger, nullable=False),
     Index("ix_attempts_delivery", "delivery_id", "id"),
+    postgresql_partition_by="RANGE (id)",
 )
 
 batch_jobs = Table(

@@ -1,4 +1,5 @@
-"""The delivery queue on PostgreSQL: a tick is one statement, so one round trip.
+"""The delivery queue on PostgreSQL: a tick is one statement in its own implicit
+transaction, so one round trip (no BEGIN, no COMMIT).
 
 Its data-modifying parts record what the worker finished (an ``UPDATE … FROM unnest``
 fenced by each lease token, and the attempt rows, ``INSERT … SELECT FROM unnest``) and
@@ -86,7 +87,7 @@ _DEFER = (
     "attempts = GREATEST(d.attempts - 1, 0), description = u.description, updated_at_us = $6 "
     "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[]) "
     "AS u(id, token, status, due_at_us, description) "
-    "WHERE d.id = u.id AND d.lease_token = u.token AND d.status = 'Processing'"
+    "WHERE d.id = u.id AND d.lease_token = u.token AND d.status = 'Processing' RETURNING 1"
 )
 _RELEASE = (
     "UPDATE deliveries d SET status = 'Scheduled', due_at_us = $3, lease_token = NULL, "
@@ -104,34 +105,43 @@ class PostgresQueue:
         self, finished: Sequence[Finish], *, limit: int, now_us: int, lease_us: int, token: str
     ) -> list[Lease]:
         async def claim(done: Sequence[Finish]) -> list[Lease]:
-            return await self._db.write(
-                lambda tx: _tick(tx, done, limit, now_us, now_us + lease_us, token)
-            )
+            return await self._run(done, limit, now_us, now_us + lease_us, token)
 
         async def record(done: Sequence[Finish]) -> None:
-            await self._db.write(lambda tx: _tick(tx, done, 0, now_us, now_us, token))
+            await self._run(done, 0, now_us, now_us, token)
 
         return await tick_isolated(claim, record, finished)
+
+    async def _run(
+        self, finished: Sequence[Finish], limit: int, now_us: int, until_us: int, token: str
+    ) -> list[Lease]:
+        """The tick's statement; alone (one round trip) unless a result changes an
+        endpoint's health, which is written first in the same transaction."""
+        args = _tick_args(finished, limit, now_us, until_us, token)
+        if any(f.breaker is not None or f.disable for f in finished):
+
+            async def run(tx: Tx) -> list[Lease]:
+                await _health(tx, finished, now_us)
+                return _leases(await _conn(tx).fetch(_TICK, *args))
+
+            return await self._db.write(run)
+        return _leases(await self._db.statement(_TICK, *args))
 
     async def defer(self, deferrals: Sequence[Deferral], now_us: int) -> int:
         """Give leases back unspent: the attempt counted at the claim is undone."""
         if not deferrals:
             return 0
         ordered = sorted(deferrals)  # one lock order for every worker
-
-        async def run(tx: Tx) -> int:
-            status = await _conn(tx).execute(
-                _DEFER,
-                [d.delivery_id for d in ordered],
-                [d.token for d in ordered],
-                [d.status for d in ordered],
-                [d.due_at_us for d in ordered],
-                [d.description for d in ordered],
-                now_us,
-            )
-            return count(status)
-
-        return await self._db.write(run)
+        rows = await self._db.statement(
+            _DEFER,
+            [d.delivery_id for d in ordered],
+            [d.token for d in ordered],
+            [d.status for d in ordered],
+            [d.due_at_us for d in ordered],
+            [d.description for d in ordered],
+            now_us,
+        )
+        return len(rows)
 
     async def release(self, leases: Sequence[tuple[str, str]], now_us: int) -> int:
         if not leases:
@@ -153,10 +163,9 @@ def _conn(tx: Tx) -> Any:
     return tx.conn
 
 
-async def _tick(
-    tx: Tx, finished: Sequence[Finish], limit: int, now_us: int, lease_until_us: int, token: str
-) -> list[Lease]:
-    for fin in finished:  # endpoint health first: a retry of a disabled endpoint is held
+async def _health(tx: Tx, finished: Sequence[Finish], now_us: int) -> None:
+    """Endpoint health first: a retry of an endpoint disabled here is then held."""
+    for fin in finished:
         if fin.breaker is not None:
             await tx.run(
                 "UPDATE endpoints SET breaker = :breaker, updated_at_us = :now WHERE id = :id",
@@ -166,10 +175,14 @@ async def _tick(
             )
         if fin.disable:
             await disable(tx, fin.endpoint_id, fin.disable, fin.probe_at_us, now_us)
+
+
+def _tick_args(
+    finished: Sequence[Finish], limit: int, now_us: int, lease_until_us: int, token: str
+) -> list[Any]:
     done = sorted(finished)  # one lock order for every worker
     attempts = [storable.attempt_row(f.attempt) for f in done if f.attempt is not None]
-    rows = await _conn(tx).fetch(
-        _TICK,
+    return [
         [f.delivery_id for f in done],
         [f.token for f in done],
         [f.status for f in done],
@@ -181,6 +194,9 @@ async def _tick(
         token,
         lease_until_us,
         *columns_of(attempts, 16),
-    )
+    ]
+
+
+def _leases(rows: Sequence[Any]) -> list[Lease]:
     make = Lease._make
     return [make(tuple(r)) for r in rows]
