@@ -72,6 +72,11 @@ class Zoo:
         return await asyncio.start_server(self._serve, "127.0.0.1", self.port, backlog=1024)
 
     def stop(self) -> None:
+        """Close the server and every connection it holds (a second call does nothing)."""
+        if getattr(self, "_stopped", False):
+            return
+        self._stopped = True
+
         async def close() -> None:
             self._server.close()
             tasks = list(self._tasks)

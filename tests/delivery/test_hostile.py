@@ -297,3 +297,46 @@ def test_a_worker_process_stops_when_its_serve_dies(tmp_path: Path) -> None:
         server.kill()
     child.wait(timeout=20)  # SIGTERM from the kernel: a clean stop, not an orphan
     assert not child.is_running()
+
+
+# ---------------------------------------------------------------- hanging neighbours
+
+
+def test_hanging_endpoints_with_a_backlog_do_not_stop_the_claim_for_others(
+    tmp_path: Path, zoo: Zoo
+) -> None:
+    """Two endpoints that never answer, each with a backlog, fill their share of the
+    worker's slots and its room for waiting deliveries; a third endpoint's deliveries,
+    published after them, still go out at once, long before the hanging attempts time out
+    (the worker's claim must not count deliveries waiting for a busy endpoint as taken
+    slots)."""
+    hang_s = 40
+    settings = make_settings(str(tmp_path / "hookcast.db"), worker_concurrency=16)
+    gw = Gateway(settings)
+    try:
+        project = gw.create_project("noisy")
+        hanging = [
+            project.endpoint(
+                zoo.script(f"/hang/{i}", Reply(OK, delay_s=hang_s)), http_timeout=hang_s
+            )
+            for i in range(2)
+        ]
+        healthy = project.endpoint(zoo.script("/ok", Reply(OK)))
+        for _ in range(20):
+            for ep in hanging:
+                project.publish(ep["uid"])
+        time.sleep(1.5)  # the hanging endpoints' attempts are in flight, their backlog waits
+        for _ in range(20):
+            project.publish(healthy["uid"])
+
+        def healthy_delivered() -> bool:
+            rows = project.deliveries(endpointId=healthy["uid"])
+            return len(rows) == 20 and all(r["status"] == "Success" for r in rows)
+
+        # a bound far below the hang: with the claim stopped, nothing arrives before it
+        assert wait_until(healthy_delivered, timeout=hang_s / 4), [
+            r["status"] for r in project.deliveries(endpointId=healthy["uid"])
+        ]
+    finally:
+        zoo.stop()  # the hanging connections close, so the worker drains at once
+        gw.stop()

@@ -132,7 +132,9 @@ class Worker:
 
     async def _loop(self) -> None:
         while not self._stopping.is_set():
-            free = self._opt.concurrency - len(self._inflight) - self._waiting_count
+            # deliveries waiting here for a busy endpoint hold no slot (their room is
+            # capped apart): hanging endpoints must not stop the claim for the others
+            free = self._opt.concurrency - len(self._inflight)
             limit = max(0, min(free, self._opt.claim_batch))
             try:
                 leases = await self._tick(limit)
