@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 
@@ -81,13 +83,16 @@ def columns_of(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
     return cols
 
 
-_INSERTS: dict[tuple[tuple[str, tuple[str, ...]], ...], str] = {}
+_INSERTS: dict[tuple[object, ...], str] = {}
 
 
-def combined_insert_sql(parts: tuple[tuple[Table, tuple[str, ...]], ...]) -> str:
+def combined_insert_sql(
+    parts: tuple[tuple[Table, tuple[str, ...]], ...], *, notify: bool = False
+) -> str:
     """``INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING`` for each table, the
-    first ones as data-modifying CTEs of the last, numbered one after the other."""
-    key = tuple((t.name, names) for t, names in parts)
+    first ones as data-modifying CTEs of the last, numbered one after the other; with
+    *notify*, all of them CTEs of a ``pg_notify`` (sent when the statement commits)."""
+    key = (notify, *((t.name, names) for t, names in parts))
     sql = _INSERTS.get(key)
     if sql is None:
         statements, n = [], 0
@@ -98,6 +103,8 @@ def combined_insert_sql(parts: tuple[tuple[Table, tuple[str, ...]], ...]) -> str
                 f"INSERT INTO {table.name} ({', '.join(names)}) SELECT * FROM unnest({arrays}) "
                 "ON CONFLICT DO NOTHING"
             )
+        if notify:
+            statements.append(f"SELECT pg_notify('{CHANNEL}', '')")
         *first, last = statements
         ctes = ", ".join(f"w{i} AS ({s})" for i, s in enumerate(first))
         sql = _INSERTS[key] = f"WITH {ctes} {last}" if ctes else last
@@ -110,20 +117,18 @@ _NOTIFY_AND_COMMIT = f"NOTIFY {CHANNEL}; COMMIT"
 
 
 async def _in_transaction(conn: Conn, work: Work[T]) -> T:
-    """*work* between ``BEGIN`` and ``COMMIT``, the notification (when it asked for one)
-    sent with the ``COMMIT``: a transaction costs one round trip more than its
-    statements. Rolled back if *work* fails (or, when the connection is busy because the
-    task was cancelled mid-statement, by the pool on release)."""
-    await conn.execute("BEGIN")
-    tx = PostgresTx(conn)
+    """*work* as one transaction (see :class:`PostgresTx` for the round trips it saves).
+    Rolled back if *work* fails (or, when the connection is busy because the task was
+    cancelled mid-statement, by the pool on release)."""
+    tx = PostgresTx(conn, writing=True)
     try:
         result = await work(tx)
-        await tx.flush()
+        await tx.finish()
     except BaseException:
-        with contextlib.suppress(Exception):
-            await conn.execute("ROLLBACK")
+        if tx.begun:
+            with contextlib.suppress(Exception):
+                await conn.execute("ROLLBACK")
         raise
-    await conn.execute(_NOTIFY_AND_COMMIT if tx.notified else _COMMIT)
     return result
 
 
@@ -131,38 +136,74 @@ async def _keep_session(conn: Conn) -> None:
     """The pool's reset: nothing to reset (see :meth:`PostgresDatabase.open`)."""
 
 
+_LOCKING_OR_WRITING = re.compile(r"\bFOR\s+(UPDATE|SHARE|NO\s+KEY|KEY)\b|\bpg_\w+\(", re.I)
+
+
+@functools.lru_cache(maxsize=4096)
+def is_plain_read(sql: str) -> bool:
+    """A ``SELECT`` that neither locks rows nor calls a server function with effects: it
+    sees the same committed data whether it runs inside the transaction or before it."""
+    return sql.lstrip()[:6].upper() == "SELECT" and not _LOCKING_OR_WRITING.search(sql)
+
+
 class PostgresTx:
-    """A transaction's statements. Inserts wait and go out together, as one statement of
-    data-modifying CTEs, just before the next other statement or the commit: an ingest's
-    events and deliveries cost one round trip, not one per table."""
+    """A transaction's statements, sent with as few round trips as they allow.
+
+    * ``BEGIN`` waits until a statement needs it: plain reads before the first write run
+      on their own (under READ COMMITTED every statement takes a fresh snapshot, inside a
+      transaction or not, so they see the same rows), and a transaction whose only write
+      is one statement needs no ``BEGIN`` and no ``COMMIT`` at all.
+    * Inserts wait and go out together, as one statement of data-modifying CTEs, just
+      before the next other statement or at the end: an ingest's events and deliveries,
+      and its ``NOTIFY``, cost one round trip.
+    """
 
     dialect = _PG
-    __slots__ = ("_inserts", "conn", "notified")
+    __slots__ = ("_inserts", "begun", "conn", "notified", "writing")
 
-    def __init__(self, conn: Conn) -> None:
+    def __init__(self, conn: Conn, *, writing: bool = False) -> None:
         self.conn = conn
         self.notified = False
+        #: a write transaction (else a read: no BEGIN ever)
+        self.writing = writing
+        self.begun = False
         self._inserts: list[tuple[Table, tuple[str, ...], Sequence[Sequence[Any]]]] = []
 
-    async def rows(self, sql: str, **args: Any) -> list[Row]:
+    async def _prepare(self, text: str) -> None:
+        if self._inserts or (self.writing and not self.begun and not is_plain_read(text)):
+            await self.begin()
+            await self.flush()
+
+    async def begin(self) -> None:
+        if self.writing and not self.begun:
+            self.begun = True
+            await self.conn.execute("BEGIN")
+
+    async def connection(self) -> Conn:
+        """The connection, for a statement of the queue's own, inside the transaction."""
+        await self.begin()
         await self.flush()
+        return self.conn
+
+    async def rows(self, sql: str, **args: Any) -> list[Row]:
         compiled = compile_sql(sql, _PG)
+        await self._prepare(compiled.text)
         return cast("list[Row]", await self.conn.fetch(compiled.text, *compiled.args(args)))
 
     async def row(self, sql: str, **args: Any) -> Row | None:
-        await self.flush()
         compiled = compile_sql(sql, _PG)
+        await self._prepare(compiled.text)
         found = await self.conn.fetchrow(compiled.text, *compiled.args(args))
         return cast("Row | None", found)
 
     async def value(self, sql: str, **args: Any) -> Any:
-        await self.flush()
         compiled = compile_sql(sql, _PG)
+        await self._prepare(compiled.text)
         return await self.conn.fetchval(compiled.text, *compiled.args(args))
 
     async def run(self, sql: str, **args: Any) -> int:
-        await self.flush()
         compiled = compile_sql(sql, _PG)
+        await self._prepare(compiled.text)
         return count(await self.conn.execute(compiled.text, *compiled.args(args)))
 
     async def insert(
@@ -170,30 +211,45 @@ class PostgresTx:
     ) -> None:
         if rows:
             if any(t is table for t, _, _ in self._inserts):
-                await self.flush()  # sibling CTEs would not see each other's rows
+                # sibling CTEs would not see each other's rows: the first ones go now
+                await self.begin()
+                await self.flush()
             self._inserts.append((table, tuple(columns), rows))
 
-    async def flush(self) -> None:
-        """Send the waiting inserts (one statement, whatever the number of tables)."""
+    async def flush(self, *, notify: bool = False) -> None:
+        """Send the waiting inserts (one statement, whatever the number of tables), with
+        the notification when *notify*."""
         if not self._inserts:
             return
         parts, self._inserts = self._inserts, []
-        sql = combined_insert_sql(tuple((t, names) for t, names, _ in parts))
+        sql = combined_insert_sql(tuple((t, names) for t, names, _ in parts), notify=notify)
         args: list[Any] = []
         for _, names, rows in parts:
             args.extend(columns_of(rows, len(names)))
         await self.conn.execute(sql, *args)
 
     async def lock(self, names: Iterable[str]) -> None:
-        await self.flush()
         keys = sorted({lock_key(n) for n in names})  # one order everywhere: no deadlock
         if keys:
+            await self.begin()
+            await self.flush()
             await self.conn.execute(
                 "SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k", keys
             )
 
     def notify(self) -> None:
         self.notified = True
+
+    async def finish(self) -> None:
+        """The end of a write: ``COMMIT`` (with the notification) when a transaction was
+        begun, else the one waiting statement alone."""
+        if self.begun:
+            await self.flush()
+            await self.conn.execute(_NOTIFY_AND_COMMIT if self.notified else _COMMIT)
+        elif self._inserts:
+            await self.flush(notify=self.notified)
+        elif self.notified:
+            await self.conn.execute(f"NOTIFY {CHANNEL}")
 
 
 class PostgresDatabase:

@@ -387,32 +387,21 @@ class Records:
         single = list(
             {ev.endpoint_id for ev in batch if ev.kind is EventKind.SINGLE and ev.endpoint_id}
         )
-        endpoints = (
-            {
-                e.id: e
-                for e in ENDPOINT.all(
-                    await tx.rows(
-                        f"SELECT {ENDPOINT.select} FROM endpoints WHERE id = ANY(:ids)", ids=single
-                    )
-                )
-            }
-            if single
-            else {}
-        )
+        endpoints: dict[str, Endpoint] = {}
+        subs: dict[str, Sequence[Subscription]] = {}
+        if single:
+            found, found_subs = await _with_subscriptions(tx, "e.id = ANY(:ids)", ids=single)
+            endpoints = {e.id: e for e in found}
+            subs.update(found_subs)
         owners: dict[tuple[str, str], list[Endpoint]] = {}
         for project_id, owner_id in {
             (ev.project_id, ev.owner_id) for ev in batch if ev.kind is EventKind.FANOUT
         }:
-            owners[(project_id, owner_id)] = ENDPOINT.all(
-                await tx.rows(
-                    f"SELECT {ENDPOINT.select} FROM endpoints "
-                    "WHERE project_id = :p AND owner_id = :o ORDER BY id",
-                    p=project_id,
-                    o=owner_id,
-                )
+            owners[(project_id, owner_id)], found_subs = await _with_subscriptions(
+                tx, "e.project_id = :p AND e.owner_id = :o", p=project_id, o=owner_id
             )
+            subs.update(found_subs)
         known = [*endpoints, *(e.id for eps in owners.values() for e in eps)]
-        subs = await _subscriptions_of(tx, known)
         unsubscribed = [eid for eid in known if not subs.get(eid)]
         keys = {(ev.project_id, ev.idempotency_key) for ev in batch if ev.idempotency_key}
         urls = {(ev.project_id, ev.url) for ev in batch if ev.kind is EventKind.DYNAMIC}
@@ -948,6 +937,30 @@ async def _require_endpoint(tx: Tx, project_id: str, endpoint_id: str) -> None:
         "SELECT 1 FROM endpoints WHERE id = :id AND project_id = :p", id=endpoint_id, p=project_id
     ):
         raise ValidationError("endpoint not found in this project")
+
+
+async def _with_subscriptions(
+    tx: Tx, where: str, **args: Any
+) -> tuple[list[Endpoint], dict[str, Sequence[Subscription]]]:
+    """The endpoints *where* selects (alias ``e``, in id order) and the subscriptions of
+    each, in one statement (one round trip on PostgreSQL)."""
+    n = len(ENDPOINT.columns)
+    rows = await tx.rows(
+        f"SELECT {ENDPOINT.prefixed('e')}, {SUBSCRIPTION.prefixed('s')} FROM endpoints e "
+        f"LEFT JOIN subscriptions s ON s.endpoint_id = e.id WHERE {where} ORDER BY e.id, s.id",
+        **args,
+    )
+    endpoints: list[Endpoint] = []
+    subs: dict[str, list[Subscription]] = {}
+    for row in rows:
+        values = tuple(row)
+        mine = subs.get(values[0])
+        if mine is None:
+            endpoints.append(ENDPOINT.load(values[:n]))
+            mine = subs[values[0]] = []
+        if values[n] is not None:
+            mine.append(SUBSCRIPTION.load(values[n:]))
+    return endpoints, dict(subs)
 
 
 async def _subscriptions_of(

@@ -122,7 +122,7 @@ class PostgresQueue:
 
             async def run(tx: Tx) -> list[Lease]:
                 await _health(tx, finished, now_us)
-                return _leases(await _conn(tx).fetch(_TICK, *args))
+                return _leases(await (await _conn(tx)).fetch(_TICK, *args))
 
             return await self._db.write(run)
         return _leases(await self._db.statement(_TICK, *args))
@@ -149,7 +149,7 @@ class PostgresQueue:
         ordered = sorted(leases)
 
         async def run(tx: Tx) -> int:
-            status = await _conn(tx).execute(
+            status = await (await _conn(tx)).execute(
                 _RELEASE, [d for d, _ in ordered], [t for _, t in ordered], now_us
             )
             tx.notify()
@@ -158,9 +158,9 @@ class PostgresQueue:
         return await self._db.write(run)
 
 
-def _conn(tx: Tx) -> Any:
+async def _conn(tx: Tx) -> Any:
     assert isinstance(tx, PostgresTx)
-    return tx.conn
+    return await tx.connection()
 
 
 async def _health(tx: Tx, finished: Sequence[Finish], now_us: int) -> None:
