@@ -14,6 +14,7 @@ from bench import (
     baseline,
     broadcast,
     e2e,
+    growth,
     harness,
     ingest,
     noisy,
@@ -27,7 +28,7 @@ from bench import (
 # one module per scenario, run in this order (cases interleave run by run); the reference
 # prototype right after e2e, so its runs alternate with hookcast's in every round
 SCENARIOS: dict[str, ModuleType] = {
-    m.NAME: m for m in (ingest, e2e, reference, broadcast, noisy, postgres, baseline)
+    m.NAME: m for m in (ingest, e2e, reference, broadcast, noisy, postgres, growth, baseline)
 }
 
 REPO = procs.REPO

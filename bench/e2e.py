@@ -17,7 +17,10 @@ Measured per run: events/s accepted (first send → last 201), deliveries/s comp
 seconds and peak RSS. Checked per run: every accepted event's deliveries arrived, no
 signature sampled by the receiver failed, no publish failed.
 
-The PostgreSQL scenario (``bench/postgres.py``) runs the same cases on a fresh database.
+The PostgreSQL scenario (``bench/postgres.py``) runs the same cases on a fresh database,
+and adds PostgreSQL's own CPU per delivery and, in a case whose database URL goes through the
+counting proxy of ``bench/pgproxy.py`` (``pg_proxy``), client↔PostgreSQL round trips per
+delivery (that case reports nothing else: the proxy slows it down).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from bench.parts import (
     service_cpu_s,
     start_profiler,
 )
+from bench.pgproxy import PgProxy, Tally
 from bench.profiling import Profiler
 
 NAME = "e2e"
@@ -59,6 +63,10 @@ PER_CASE: dict[str, Metric] = {
     "db_cpu_s": Metric("PostgreSQL server CPU (all its processes)", "s", 2),
     "background_cpu_cores": Metric("CPU used outside the benchmark", "cores", 2, show_spread=False),
 }
+#: computed for every case, kept where the scenario's table has them (PostgreSQL's)
+DB_KEYS = ("db_cpu_us_per_delivery",)
+#: the only figure of a ``pg_proxy`` case
+PROXY_KEYS = ("round_trips_per_delivery",)
 FANOUT_KEYS = (
     "events_per_s",
     "deliveries_per_s",
@@ -103,6 +111,8 @@ class E2ECase:
     scenario: str = NAME
     #: "sqlite" (a fresh file) or "postgres" (a fresh database, see bench/pgdb.py)
     store: str = "sqlite"
+    #: PostgreSQL through bench/pgproxy.py: counts round trips, reports only those
+    pg_proxy: bool = False
 
     def describe(self) -> dict[str, Any]:
         how = (
@@ -115,16 +125,23 @@ class E2ECase:
             if self.fanout > 1
             else ("`/events` to one endpoint")
         )
+        proxied = (
+            "; through `bench/pgproxy.py`, which counts the round trips to PostgreSQL "
+            "(only those are reported)"
+            if self.pg_proxy
+            else ""
+        )
         return {
             "summary": f"{self.events:,} events x 1 KiB via {route} "
             f"({self.events * self.fanout:,} deliveries), {how}; "
-            f"{self.warmup:,} warm-up events first",
+            f"{self.warmup:,} warm-up events first{proxied}",
             "events": self.events,
             "fanout": self.fanout,
             "concurrency": self.concurrency,
             "rate": self.rate,
             "warmup": self.warmup,
             "store": self.store,
+            "pg_proxy": self.pg_proxy,
         }
 
     def key(self, name: str) -> str:
@@ -132,7 +149,8 @@ class E2ECase:
 
     def metric_keys(self) -> list[str]:
         table = _TABLES[self.scenario]
-        return [self.key(k) for k in PER_CASE if self.key(k) in table]
+        names = PROXY_KEYS if self.pg_proxy else (*PER_CASE, *DB_KEYS)
+        return [self.key(k) for k in names if self.key(k) in table]
 
     def run(self, options: Options, *, profile: bool = False) -> Outcome:
         with contextlib.ExitStack() as stack:
@@ -144,6 +162,10 @@ class E2ECase:
                 database = (
                     stack.enter_context(pgdb.fresh_database()) if self.store == "postgres" else None
                 )
+                proxy = None
+                if self.pg_proxy and database is not None:
+                    proxy = stack.enter_context(PgProxy(database))
+                    database = proxy.url
                 gateway = stack.enter_context(Gateway(database=database))
                 targets = _setup_endpoints(gateway, receiver, self.fanout)
             except (pgdb.Unavailable, procs.BenchError) as exc:
@@ -165,17 +187,24 @@ class E2ECase:
                 if profile
                 else None
             )
-            return self._measure(publish, receiver, gateway, profiler)
+            return self._measure(publish, receiver, gateway, profiler, proxy)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _measure(
-        self, publish: Publisher, receiver: Receiver, gateway: Gateway, profiler: Profiler | None
+        self,
+        publish: Publisher,
+        receiver: Receiver,
+        gateway: Gateway,
+        profiler: Profiler | None,
+        proxy: PgProxy | None = None,
     ) -> Outcome:
         services = ("postgres",) if self.store == "postgres" else ()
         db0 = service_cpu_s(services) if services else 0.0
+        trips0 = proxy.tally() if proxy else Tally()
         machine0, cpu0, rx_cpu0 = Machine(), gateway.cpu_s(), receiver.cpu_s()
         pub, stats = publish.run_to_completion(receiver, self.events, rate=self.rate)
         cpu, rx_cpu = gateway.cpu_s() - cpu0, receiver.cpu_s() - rx_cpu0
+        trips = (proxy.tally() if proxy else Tally()) - trips0
         db_cpu = (service_cpu_s(services) - db0) if services else 0.0
         background = machine0.others_cores(cpu + rx_cpu + db_cpu + pub["cpu_total_s"])
         if background > 0.1:
@@ -187,7 +216,6 @@ class E2ECase:
         lat = sorted(stats["latency_ms"])
         unique = stats["unique"]
         window = max(1e-9, stats["last_arrival"] - pub["t_first_send"])
-        table = _TABLES[self.scenario]
         outcome.metrics = {
             self.key("events_per_s"): pub["events_per_s"],
             self.key("deliveries_per_s"): unique / window,
@@ -202,9 +230,12 @@ class E2ECase:
             self.key("receiver_cpu_s"): rx_cpu,
             self.key("background_cpu_cores"): background,
             self.key("db_cpu_s"): db_cpu,
+            self.key("db_cpu_us_per_delivery"): db_cpu / max(1, unique) * 1e6,
+            self.key("round_trips_per_delivery"): trips.round_trips / max(1, unique),
         }
-        outcome.metrics = {k: v for k, v in outcome.metrics.items() if k in table}
-        tag = self.scenario
+        kept = set(self.metric_keys())
+        outcome.metrics = {k: v for k, v in outcome.metrics.items() if k in kept}
+        tag = f"{self.scenario}_proxied" if self.pg_proxy else self.scenario
         outcome.problems = {
             f"{tag}_missing_deliveries": max(0, expected - unique),
             f"{tag}_publish_errors": sum(pub["errors"].values()) + (self.events - pub["accepted"]),
@@ -220,6 +251,12 @@ class E2ECase:
             f"{tag}_duplicate_deliveries": stats["duplicates"],
             f"{tag}_signatures_verified": stats["verified"],
         }
+        if proxy is not None:
+            outcome.counts |= {
+                f"{tag}_syncs": trips.syncs,
+                f"{tag}_simple_queries": trips.queries,
+                f"{tag}_flushes": trips.flushes,
+            }
         return outcome
 
 

@@ -8,7 +8,8 @@ after ``--only`` refreshed one of the scenarios they come from):
 * ``hookcast_vs_celery_ratio`` / ``hookcast_vs_dramatiq_ratio``: hookcast's end-to-end
   deliveries/s (fan-out 1, SQLite) over the baseline's, measured in the same suite run or,
   after ``--only``, in the runs recorded in the file;
-* ``postgres_vs_sqlite_ratio``: hookcast on PostgreSQL over hookcast on SQLite (fan-out 1);
+* ``postgres_vs_sqlite_ratio``: hookcast on PostgreSQL over hookcast on SQLite (fan-out 1,
+  ``postgres_deliveries_per_s`` ÷ ``e2e_deliveries_per_s``);
 * ``hookcast_vs_reference_ratio``: hookcast's ``e2e_deliveries_per_s`` over the reference
   prototype's ``reference_deliveries_per_s`` (``bench/reference.py``: same load, same
   receiver); ``hookcast_vs_reference_cpu_ratio``: server CPU per delivery, hookcast's over
@@ -83,6 +84,19 @@ HEADLINE: list[tuple[str, str, str, int]] = [
     ("noisy_healthy_ratio", "Noisy neighbours: healthy throughput, 10 % hang ÷ none hang", "", 2),
     ("postgres_deliveries_per_s", "PostgreSQL, fan-out 1: deliveries/s", "/s", 0),
     ("postgres_fanout5_deliveries_per_s", "PostgreSQL, fan-out 5: deliveries/s", "/s", 0),
+    ("postgres_vs_sqlite_ratio", "PostgreSQL ÷ SQLite (deliveries/s, fan-out 1)", "x", 2),
+    (
+        "postgres_round_trips_per_delivery",
+        "PostgreSQL, fan-out 1: round trips to PostgreSQL per delivery (API + worker)",
+        "",
+        2,
+    ),
+    (
+        "postgres_db_cpu_us_per_delivery",
+        "PostgreSQL, fan-out 1: PostgreSQL server CPU per delivery",
+        "µs",
+        0,
+    ),
     ("celery_deliveries_per_s", "Celery + Redis + requests: deliveries/s", "/s", 0),
     ("dramatiq_deliveries_per_s", "dramatiq + Redis + requests: deliveries/s", "/s", 0),
     ("hookcast_vs_celery_ratio", "hookcast ÷ Celery (deliveries/s, fan-out 1)", "x", 1),
