@@ -54,6 +54,20 @@ def fresh_database(prefix: str = "hookcast_test", *, migrated: bool = True) -> I
             )
 
 
+def downgrade(url: str, revision: str) -> None:
+    """Alembic's downgrade to *revision*, on hookcast's migration scripts."""
+    from alembic import command
+
+    engine = migrate.engine_for(url)
+    try:
+        with engine.begin() as conn:
+            cfg = migrate._config()
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, revision)
+    finally:
+        engine.dispose()
+
+
 class Database:
     """One migrated database for a whole session, emptied between tests."""
 

@@ -29,11 +29,12 @@ import requests
 from hookcast.api import admin
 from hookcast.domain.config import StrategyConfig
 from hookcast.domain.ids import new_id
-from hookcast.domain.models import Endpoint, EndpointStatus, EventKind, Secret
+from hookcast.domain.models import Endpoint, EventKind, Secret
 from hookcast.domain.ports import NewEvent
 from hookcast.store import open_store
 from pg_support import fresh_database
 from support import Receiver, free_port, wait_until
+from unit.factories import make_endpoint
 
 WORKERS = 4
 EVENTS = 2000
@@ -152,24 +153,13 @@ def _now_us() -> int:
 
 
 def _endpoint(project_id: str, url: str, now: int) -> Endpoint:
-    return Endpoint(
+    return make_endpoint(
         id=new_id(),
         project_id=project_id,
-        owner_id="",
         name=url,
         url=url,
-        description="",
-        status=EndpointStatus.ACTIVE,
         secrets=(Secret(new_id(), SECRET, now),),
-        advanced_signatures=True,
         http_timeout=HTTP_TIMEOUT_S,
-        rate_limit=0,
-        rate_limit_duration=0,
-        content_type="application/json",
-        authentication=None,
-        support_email="",
-        slack_webhook_url="",
-        teams_webhook_url="",
         created_at_us=now,
         updated_at_us=now,
     )

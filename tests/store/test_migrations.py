@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from hookcast.store import migrate, partitions
 from hookcast.store.schema import metadata
-from pg_support import fresh_database
+from pg_support import downgrade, fresh_database
 
 
 def _not_a_partition(name: str | None, kind: str, parents: object) -> bool:
@@ -64,12 +63,9 @@ def test_upgrade_head_matches_the_declared_schema_on_postgres() -> None:
 
 def test_downgrade_to_base_and_back_on_postgres() -> None:
     with fresh_database("hookcast_migrate") as url:
+        downgrade(url, "base")
         engine = migrate.engine_for(url)
         try:
-            with engine.begin() as conn:
-                cfg = migrate._config()
-                cfg.attributes["connection"] = conn
-                command.downgrade(cfg, "base")
             with engine.connect() as conn:
                 assert set(inspect(conn).get_table_names()) == {"alembic_version"}
         finally:

@@ -10,12 +10,11 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from alembic import command
 
 from hookcast.delivery.retention import RetentionRunner
 from hookcast.domain.ids import delivery_id, ulid_floor
 from hookcast.store import migrate, open_store, partitions
-from pg_support import fresh_database
+from pg_support import downgrade, fresh_database
 
 DAY = partitions.DAY_MS
 US = 1000
@@ -231,14 +230,7 @@ def test_the_migration_to_partitions_keeps_every_row() -> None:
                 "events", today
             )
             assert _where(conn, "events", _event_id(times[3], 3)) == "events_default"
-        engine = migrate.engine_for(url)
-        try:
-            with engine.begin() as conn:
-                cfg = migrate._config()
-                cfg.attributes["connection"] = conn
-                command.downgrade(cfg, "0001")
-        finally:
-            engine.dispose()
+        downgrade(url, "0001")
         assert snapshot() == before
         with psycopg.connect(url, autocommit=True) as conn:
             assert _partition_names(conn, "events") == set()

@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 
 from hookcast.domain.ids import ulid_floor, ulid_timestamp_ms
 from hookcast.store.db import Tx
-from hookcast.store.sql import Dialect
 
 TABLES = ("events", "deliveries", "attempts")
 DAY_MS = 86_400_000
@@ -149,11 +148,9 @@ def plan(
 
 
 async def maintain(tx: Tx, now_ms: int, drop_before_ms: int | None) -> Maintenance:
-    """One maintenance pass (PostgreSQL; nothing to do on SQLite). Callers serialise
-    passes across processes (an advisory lock)."""
+    """One maintenance pass, on PostgreSQL (SQLite has no partitions: its callers do not
+    call this). Callers serialise passes across processes (an advisory lock)."""
     done = Maintenance()
-    if tx.dialect is not Dialect.POSTGRES:
-        return done
     await tx.run(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
     create, drop = plan(await partitions(tx), now_ms, drop_before_ms)
     for table, day in create:
