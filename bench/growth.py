@@ -84,6 +84,7 @@ from typing import Any
 import orjson
 
 from bench import e2e, machine, pgdb, procs
+from hookcast.store import partitions
 from bench.e2e import E2ECase
 from bench.gateway import HOOKCAST, Gateway, bench_workers
 from bench.harness import Metric, Options, Outcome, log
@@ -446,14 +447,15 @@ def _prepare_partitions(conn: Any, span: _Span) -> int:
     first_day = span.start_ms - span.start_ms % DAY_MS
     last_day = span.end_ms - span.end_ms % DAY_MS
     for table in ("events", "deliveries", "attempts"):
-        kind = conn.execute("SELECT relkind FROM pg_class WHERE relname = %s", (table,)).fetchone()
+        parent = partitions.by_day(table)  # deliveries_history, for the deliveries
+        kind = conn.execute("SELECT relkind FROM pg_class WHERE relname = %s", (parent,)).fetchone()
         if not kind or kind[0] != "p":
             continue
         parts = conn.execute(
             "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
             "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent "
             "WHERE p.relname = %s",
-            (table,),
+            (parent,),
         ).fetchall()
         ranges: list[tuple[str, str]] = []
         for name, bound in parts:
@@ -467,7 +469,7 @@ def _prepare_partitions(conn: Any, span: _Span) -> int:
                     conn.execute(f"DROP TABLE {name}")
                     history = _day_name(table, first_day, before=True)
                     conn.execute(
-                        f"CREATE TABLE {history} PARTITION OF {table} "
+                        f"CREATE TABLE {history} PARTITION OF {parent} "
                         f"FOR VALUES FROM (MINVALUE) TO ('{_ulid(first_day, 0)}')"
                     )
                     ranges.append(("MINVALUE", _ulid(first_day, 0)))
@@ -478,7 +480,7 @@ def _prepare_partitions(conn: Any, span: _Span) -> int:
             if any((lo == "MINVALUE" or lo < high) and hi > low for lo, hi in ranges):
                 continue
             conn.execute(
-                f"CREATE TABLE {_day_name(table, day)} PARTITION OF {table} "
+                f"CREATE TABLE {_day_name(table, day)} PARTITION OF {parent} "
                 f"FOR VALUES FROM ('{low}') TO ('{high}')"
             )
             ranges.append((low, high))

@@ -308,7 +308,7 @@ def test_four_workers_never_claim_a_delivery_twice(
         db_url,
         "SELECT d.id, d.status, d.attempts, d.lease_token, COUNT(a.id), "
         "COUNT(a.id) FILTER (WHERE a.success AND a.http_status = 200) "
-        "FROM deliveries d LEFT JOIN attempts a ON a.delivery_id = d.id GROUP BY d.id",
+        "FROM deliveries d LEFT JOIN attempts a ON a.delivery_id = d.id GROUP BY d.id, d.status",
     )
     wrong = [row for row in per_delivery if row[1:] != ("Success", 1, None, 1, 1)]
     assert not wrong, f"{len(wrong)} deliveries not one claim and one attempt: {wrong[:10]}"

@@ -1,5 +1,6 @@
 """The claim stays on its index, whatever the history: the plan of each dialect's claim,
-with many finished deliveries in the table, reads the partial index of pending rows."""
+with many finished deliveries in the table, reads the partial index of pending rows (and
+on PostgreSQL, the queue's partition alone)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pg_support import fresh_database
 
 NOW = 1_800_000_000_000_000
 HISTORY = 20_000
+BACKLOG = 5_000
 
 _SEED = (
     "INSERT INTO deliveries (id, project_id, event_id, endpoint_id, subscription_id, "
@@ -64,9 +66,20 @@ async def test_postgres_claim_reads_the_pending_index() -> None:
                 HISTORY,
                 NOW,
             )
+            # and a backlog not yet due (a rate-limited broadcast): the queue is read
+            # through its index, not scanned
+            await conn.execute(
+                _SEED + "SELECT lpad(i::text, 26, 'Z'), 'p', 'b', 'ep' || i, 's', 't',"
+                " 'Scheduled', 'at_least_once', '', 0, 10, 'linear', 10, 100, $2::bigint + i * 1000,"
+                " $2, $2 FROM generate_series(1, $1) AS i",
+                BACKLOG,
+                NOW,
+            )
             await conn.execute("ANALYZE deliveries")
-            # on a partitioned table the rows live in one partition: which one
-            holder = await conn.fetchval("SELECT tableoid::regclass::text FROM deliveries LIMIT 1")
+            # on a partitioned table the finished rows live in one partition: which one
+            holder = await conn.fetchval(
+                "SELECT tableoid::regclass::text FROM deliveries WHERE status = 'Success' LIMIT 1"
+            )
             empty: list[object] = []
             args = [empty, empty, empty, empty, empty, empty, NOW, 100, "t", NOW + 1]
             args += [empty] * 16
@@ -81,6 +94,12 @@ async def test_postgres_claim_reads_the_pending_index() -> None:
     assert any(i == "ix_deliveries_due" or i.endswith("_due_at_us_idx") for i in indexes), plan
     scans = [n for n in nodes if n["Node Type"] == "Seq Scan"]
     assert all(n.get("Relation Name") not in (holder, "deliveries") for n in scans), plan
+    # and the tick plans the queue alone: no partition of the history is in it, however
+    # many days it holds (pruned when the statement is planned, so never locked either)
+    assert holder.startswith("deliveries_") and holder != "deliveries_queue", holder
+    touched = {n["Relation Name"] for n in nodes if "Relation Name" in n}
+    # ("deliveries" is named by the UPDATEs; the rows they change are the queue's)
+    assert {r for r in touched if r.startswith("deliveries_")} == {"deliveries_queue"}, plan
 
 
 def _nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:

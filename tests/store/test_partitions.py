@@ -45,15 +45,17 @@ def _insert_event(conn: psycopg.Connection, event_id: str, project_id: str = "P1
     )
 
 
-def _insert_delivery(conn: psycopg.Connection, event_id: str, endpoint_id: str) -> str:
+def _insert_delivery(
+    conn: psycopg.Connection, event_id: str, endpoint_id: str, status: str = "Success"
+) -> str:
     did = delivery_id(event_id, endpoint_id)
     conn.execute(
         "INSERT INTO deliveries (id, project_id, event_id, endpoint_id, subscription_id,"
         " event_type, status, delivery_mode, retry_limit, strategy, interval_seconds,"
         " max_retry_seconds, due_at_us, created_at_us, updated_at_us) VALUES"
-        " (%s, 'P1', %s, %s, 'S1', 't', 'Success', 'at_least_once', 3, 'linear', 10, 60,"
+        " (%s, 'P1', %s, %s, 'S1', 't', %s, 'at_least_once', 3, 'linear', 10, 60,"
         " 0, 0, 0)",
-        (did, event_id, endpoint_id),
+        (did, event_id, endpoint_id, status),
     )
     return did
 
@@ -76,10 +78,11 @@ def _where(conn: psycopg.Connection, table: str, row_id: str) -> str | None:
 
 
 def _partition_names(conn: psycopg.Connection, table: str) -> set[str]:
+    """The day (and default and history) partitions of *table*."""
     rows = conn.execute(
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
         " WHERE i.inhparent = %s::regclass",
-        (table,),
+        (partitions.by_day(table),),
     ).fetchall()
     return {r[0] for r in rows}
 
@@ -148,6 +151,40 @@ def test_retention_drops_whole_days_and_keeps_rows_across_the_boundary(pg_url: s
         assert _where(conn, "attempts", last_of_yesterday) is None
 
 
+def test_a_delivery_lives_in_the_queue_until_it_ends_and_outlives_its_days_partition(
+    pg_url: str,
+) -> None:
+    """Live deliveries are in ``deliveries_queue``, the rest in the history's day
+    partitions; a status change moves the row, and dropping a day of history leaves a
+    delivery of that day that is still due in the queue (retention's row purge, per
+    project, is what ends it)."""
+    later = _now_ms() + 40 * DAY
+    day = partitions.day_of(later)
+    _maintain(pg_url, later, None)
+    event = _event_id(day - DAY, 1)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        _insert_event(conn, event)
+        live = _insert_delivery(conn, event, "E1", "Retry")
+        ended = _insert_delivery(conn, event, "E2", "Failure")
+        assert _where(conn, "deliveries", live) == partitions.QUEUE
+        assert _where(conn, "deliveries", ended) == partitions.partition_name(
+            "deliveries", day - DAY
+        )
+        conn.execute("UPDATE deliveries SET status = 'Scheduled' WHERE id = %s", (ended,))
+        assert _where(conn, "deliveries", ended) == partitions.QUEUE
+        conn.execute("UPDATE deliveries SET status = 'Success' WHERE id = %s", (ended,))
+        assert _where(conn, "deliveries", ended) != partitions.QUEUE
+    _, dropped = _maintain(pg_url, later, day)
+    assert partitions.partition_name("deliveries", day - DAY) in dropped
+    assert partitions.QUEUE not in dropped and partitions.HISTORY not in dropped
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert _where(conn, "deliveries", ended) is None
+        assert _where(conn, "deliveries", live) == partitions.QUEUE
+        # one id, one delivery, whatever its status
+        count = conn.execute("SELECT count(*) FROM deliveries WHERE id = %s", (live,)).fetchone()
+        assert count == (1,)
+
+
 def test_a_row_no_partition_covers_waits_in_the_default_and_moves_in_later(
     pg_url: str,
 ) -> None:
@@ -207,7 +244,7 @@ def test_the_migration_to_partitions_keeps_every_row() -> None:
                 event = _event_id(ms, i)
                 _insert_event(conn, event)
                 first = _insert_delivery(conn, event, "E1")
-                _insert_delivery(conn, event, "E2")
+                _insert_delivery(conn, event, "E2", "Retry" if i % 2 else "Scheduled")
                 _insert_attempt(conn, _event_id(ms, 100 + i), first)
 
         def snapshot() -> dict[str, list[tuple[object, ...]]]:
@@ -230,6 +267,8 @@ def test_the_migration_to_partitions_keeps_every_row() -> None:
                 "events", today
             )
             assert _where(conn, "events", _event_id(times[3], 3)) == "events_default"
+            live = conn.execute("SELECT count(*) FROM deliveries_queue").fetchone()
+            assert live == (4,)  # the live deliveries are in the queue, whatever their day
         downgrade(url, "0001")
         assert snapshot() == before
         with psycopg.connect(url, autocommit=True) as conn:

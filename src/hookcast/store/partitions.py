@@ -12,7 +12,15 @@ move out of the default into it.
 today and the next :data:`AHEAD_DAYS` days, and drops whole partitions that end before
 the retention cutoff (``DROP TABLE``: constant time whatever the size, no dead rows and no
 vacuum, instead of deleting rows). The statements are built here once and used both by
-the migration that introduced partitioning and at run time. SQLite keeps one table each.
+the migrations and at run time. SQLite keeps one table each.
+
+``deliveries`` has one level more, so that the queue never touches history: it is
+partitioned by status into ``deliveries_queue`` (Scheduled, Retry, Processing: what is
+due, leased or waiting, one ordinary table) and ``deliveries_history`` (every other
+status), and only the history is partitioned by day. A delivery moves between the two
+when its status does (PostgreSQL moves the row on UPDATE). The queue's statements name
+the live statuses, so PostgreSQL prunes the history at planning time: a tick plans and
+locks the same few relations whether the history holds one day or a year.
 """
 
 from __future__ import annotations
@@ -26,6 +34,14 @@ from hookcast.domain.ids import ulid_floor, ulid_timestamp_ms
 from hookcast.store.db import Tx
 
 TABLES = ("events", "deliveries", "attempts")
+#: the statuses of a delivery in the queue (``deliveries_queue``); the rest is history
+LIVE = ("Scheduled", "Retry", "Processing")
+LIVE_SQL = "status IN ('Scheduled', 'Retry', 'Processing')"
+QUEUE = "deliveries_queue"
+HISTORY = "deliveries_history"
+#: the table whose day partitions hold *table*'s rows by id
+_BY_DAY = {"events": "events", "deliveries": HISTORY, "attempts": "attempts"}
+_TABLE_OF = {parent: table for table, parent in _BY_DAY.items()}
 DAY_MS = 86_400_000
 #: days of partitions made beyond today, so a maintenance pass missed (or several) costs
 #: nothing
@@ -33,7 +49,9 @@ AHEAD_DAYS = 3
 #: a DROP or ATTACH waits at most this long for the table's lock (a long read holding
 #: it), then gives up until the next pass instead of queueing every claim behind it
 LOCK_TIMEOUT = "2s"
-_PARTITION = re.compile(rf"^({'|'.join(TABLES)})_(p\d{{8}}|before_p\d{{8}}|default)$")
+_PARTITION = re.compile(
+    rf"^(({'|'.join(TABLES)})_(p\d{{8}}|before_p\d{{8}}|default)|{QUEUE}|{HISTORY})$"
+)
 _UPPER = re.compile(r"TO \('([0-9A-Z]{26})'\)")
 _LOWER = re.compile(r"FROM \('([0-9A-Z]{26})'\)")
 
@@ -58,22 +76,37 @@ def history_name(table: str, day_ms: int) -> str:
     return f"{table}_before{partition_name(table, day_ms)[len(table) :]}"
 
 
-def create_statements(table: str, day_ms: int) -> list[str]:
+def by_day(table: str) -> str:
+    """The table whose partitions hold one day of *table* each."""
+    return _BY_DAY[table]
+
+
+def create_statements(table: str, day_ms: int, *, parent: str | None = None) -> list[str]:
     """One day's partition of *table*, created beside the table, filled with any rows of
-    that day the default partition holds, then attached (one transaction; the attach
-    checks the range and adds the table's indexes)."""
+    that day the default partition holds, then attached to *parent* (by default
+    :func:`by_day`; one transaction; the attach checks the range and adds the table's
+    indexes)."""
     name = partition_name(table, day_ms)
+    parent = parent or by_day(table)
     low, high = ulid_floor(day_ms), ulid_floor(day_ms + DAY_MS)
     return [
-        f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS)",
+        f"CREATE TABLE {name} (LIKE {parent} INCLUDING DEFAULTS)",
         f"WITH moved AS (DELETE FROM {table}_default WHERE id >= '{low}' AND id < '{high}'"
         f" RETURNING *) INSERT INTO {name} SELECT * FROM moved",
-        f"ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES FROM ('{low}') TO ('{high}')",
+        f"ALTER TABLE {parent} ATTACH PARTITION {name} FOR VALUES FROM ('{low}') TO ('{high}')",
     ]
 
 
-def default_statement(table: str) -> str:
-    return f"CREATE TABLE {table}_default PARTITION OF {table} DEFAULT"
+def default_statement(table: str, *, parent: str | None = None) -> str:
+    return f"CREATE TABLE {table}_default PARTITION OF {parent or by_day(table)} DEFAULT"
+
+
+def history_statement(table: str, day_ms: int, *, parent: str | None = None) -> str:
+    """The partition of every row of *table* older than *day_ms*."""
+    return (
+        f"CREATE TABLE {history_name(table, day_ms)} PARTITION OF {parent or by_day(table)}"
+        f" FOR VALUES FROM (MINVALUE) TO ('{ulid_floor(day_ms)}')"
+    )
 
 
 @dataclass(frozen=True)
@@ -102,18 +135,19 @@ class Maintenance:
 _LIST = (
     "SELECT p.relname, c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i"
     " JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent"
-    " WHERE p.relname = ANY(:tables) AND pg_table_is_visible(p.oid) ORDER BY c.relname"
+    " WHERE p.relname = ANY(:parents) AND pg_table_is_visible(p.oid) ORDER BY c.relname"
 )
 
 
 async def partitions(tx: Tx) -> list[Partition]:
-    """The partitions of the partitioned tables, from the catalog."""
+    """The day partitions of the partitioned tables (and their default and history
+    partitions), from the catalog."""
     out = []
-    for table, name, bound in await tx.rows(_LIST, tables=list(TABLES)):
+    for parent, name, bound in await tx.rows(_LIST, parents=list(_TABLE_OF)):
         low, high = _LOWER.search(bound or ""), _UPPER.search(bound or "")
         out.append(
             Partition(
-                table,
+                _TABLE_OF[parent],
                 name,
                 ulid_timestamp_ms(low.group(1)) if low else None,
                 ulid_timestamp_ms(high.group(1)) if high else None,

@@ -4,7 +4,9 @@ a test compares ``upgrade head`` with it on every store.
 Times are integer microseconds since the Unix epoch. On PostgreSQL the three tables that
 grow with traffic (events, deliveries, attempts) are partitioned by range of id: ids are
 ULIDs, so a range of ids is a range of time, and ``store/partitions.py`` keeps one
-partition a day (created ahead, dropped whole by retention). JSON documents are stored as text so
+partition a day (created ahead, dropped whole by retention). ``deliveries`` is first split
+by status into the queue (live deliveries) and the history (the rest, partitioned by
+day), with (id, status) as its primary key there. JSON documents are stored as text so
 both dialects read them the same way. Deliveries carry no foreign keys: the table is a
 hot queue, and a delivery whose endpoint was deleted is discarded by the worker.
 """
@@ -190,7 +192,7 @@ deliveries = Table(
     # from the pair (domain/ids.py delivery_id), so the primary key enforces it
     Index("ix_deliveries_event", "event_id", "endpoint_id"),
     Index("ix_deliveries_endpoint", "endpoint_id", "id"),
-    postgresql_partition_by="RANGE (id)",
+    postgresql_partition_by="LIST (status)",
 )
 
 attempts = Table(

@@ -18,7 +18,6 @@ import time
 
 from alembic import op
 
-from hookcast.domain.ids import ulid_floor
 from hookcast.store import partitions
 
 revision = "0002"
@@ -68,13 +67,11 @@ def _rebuild(table: str, *, partitioned: bool) -> None:
     if partitioned:
         now_ms = time.time_ns() // 1_000_000
         today = partitions.day_of(now_ms)
-        op.execute(partitions.default_statement(table))
-        op.execute(
-            f"CREATE TABLE {partitions.history_name(table, today)} PARTITION OF {table}"
-            f" FOR VALUES FROM (MINVALUE) TO ('{ulid_floor(today)}')"
-        )
+        op.execute(partitions.default_statement(table, parent=table))
+        op.execute(partitions.history_statement(table, today, parent=table))
         for i in range(partitions.AHEAD_DAYS + 1):
-            for statement in partitions.create_statements(table, today + i * partitions.DAY_MS):
+            day = today + i * partitions.DAY_MS
+            for statement in partitions.create_statements(table, day, parent=table):
                 op.execute(statement)
     op.execute(f"INSERT INTO {table} SELECT * FROM {old}")
     op.execute(f"DROP TABLE {old} CASCADE")
@@ -86,7 +83,7 @@ def upgrade() -> None:
             batch_op.drop_index("ix_deliveries_event")
             batch_op.create_index("ix_deliveries_event", ["event_id", "endpoint_id"])
         return
-    for table in partitions.TABLES:
+    for table in _INDEXES:
         _rebuild(table, partitioned=True)
 
 
@@ -96,5 +93,5 @@ def downgrade() -> None:
             batch_op.drop_index("ix_deliveries_event")
             batch_op.create_index("ix_deliveries_event", ["event_id", "endpoint_id"], unique=True)
         return
-    for table in partitions.TABLES:
+    for table in _INDEXES:
         _rebuild(table, partitioned=False)
