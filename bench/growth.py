@@ -84,11 +84,11 @@ from typing import Any
 import orjson
 
 from bench import e2e, machine, pgdb, procs
-from hookcast.store import partitions
 from bench.e2e import E2ECase
 from bench.gateway import HOOKCAST, Gateway, bench_workers
 from bench.harness import Metric, Options, Outcome, log
 from bench.parts import Publisher, Receiver
+from hookcast.store import partitions
 
 NAME = "growth"
 TITLE = (

@@ -70,8 +70,8 @@ async def test_postgres_claim_reads_the_pending_index() -> None:
             # through its index, not scanned
             await conn.execute(
                 _SEED + "SELECT lpad(i::text, 26, 'Z'), 'p', 'b', 'ep' || i, 's', 't',"
-                " 'Scheduled', 'at_least_once', '', 0, 10, 'linear', 10, 100, $2::bigint + i * 1000,"
-                " $2, $2 FROM generate_series(1, $1) AS i",
+                " 'Scheduled', 'at_least_once', '', 0, 10, 'linear', 10, 100,"
+                " $2::bigint + i * 1000, $2, $2 FROM generate_series(1, $1) AS i",
                 BACKLOG,
                 NOW,
             )
