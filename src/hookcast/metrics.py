@@ -11,8 +11,9 @@ Where the numbers come from:
 - **Queue gauges are read from the database when scraped** (one cheap query, see
   :meth:`hookcast.domain.ports.Operations.queue_stats`), so every process reports the same
   whole-queue numbers: take ``max`` across processes, not ``sum``.
-- **Circuit breakers** (``hookcast_circuit_breakers``) count the endpoints this worker
-  process has seen, by state; each worker holds its own breakers.
+- **Circuit breakers** (``hookcast_circuit_breakers``) count every endpoint by the breaker
+  state stored on it, read with the queue gauges: the same in every process (take ``max``),
+  deleted endpoints gone from it, and right after a restart.
 
 Cardinality is bounded: no per-event, per-delivery or per-endpoint labels. ``project_id``
 appears on one counter (projects are few and made by operators); every other label takes
@@ -26,7 +27,7 @@ import hmac
 import ipaddress
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import cast
 
@@ -159,22 +160,21 @@ class _QueueCollector(Collector):
 
 
 class _BreakerCollector(Collector):
-    """Endpoints by circuit-breaker state, as seen by this process's workers."""
+    """Endpoints by circuit-breaker state, from the last queue read (at scrape time)."""
 
-    def __init__(self) -> None:
-        self.sources: list[Callable[[], Mapping[str, int]]] = []
+    def __init__(self, queue: _QueueCollector) -> None:
+        self._queue = queue
 
     def collect(self) -> Iterable[Metric]:
+        stats = self._queue.snapshot.stats
+        if stats is None:
+            return
         family = GaugeMetricFamily(
             "hookcast_circuit_breakers",
-            "Endpoints known to this process's workers, by breaker state",
+            "Endpoints by circuit-breaker state (stored on each endpoint), whole gateway",
             labels=["state"],
         )
-        totals: dict[str, int] = {"closed": 0, "open": 0, "half_open": 0}
-        for source in self.sources:
-            for state, n in source().items():
-                totals[state] = totals.get(state, 0) + n
-        for state, n in totals.items():
+        for state, n in stats.breakers.items():
             family.add_metric([state], n)
         yield family
 
@@ -190,7 +190,7 @@ class Metrics:
         ProcessCollector(registry=r)
         GCCollector(registry=r)
         self._queue = _QueueCollector()
-        self._breakers = _BreakerCollector()
+        self._breakers = _BreakerCollector(self._queue)
         r.register(self._queue)
         r.register(self._breakers)
 
@@ -348,13 +348,6 @@ class Metrics:
 
     def deferred(self, reason: str) -> None:
         self._deferrals[deferral_reason(reason)].inc()
-
-    def track_breakers(self, source: Callable[[], Mapping[str, int]]) -> None:
-        self._breakers.sources.append(source)
-
-    def untrack_breakers(self, source: Callable[[], Mapping[str, int]]) -> None:
-        if source in self._breakers.sources:
-            self._breakers.sources.remove(source)
 
     # ------------------------------------------------------------ exposition
 

@@ -35,8 +35,16 @@ def test_auth_header_forms(gateway: Gateway, project: Project) -> None:
     assert missing.status_code == 401 and missing.json()["message"] == "Authentication required"
     for header in ("Bearer", "Token " + project.key, "Bearer  " + project.key, "bearer x y"):
         assert requests.get(url, headers={"Authorization": header}, timeout=5).status_code == 401
+    # a key of the right form that this server never made: Convoy's message, then why
+    # (most often: made by the CLI against another database file)
     wrong = requests.get(url, headers={"Authorization": "Bearer CO.abc.def"}, timeout=5)
-    assert wrong.status_code == 401 and wrong.json()["message"] == "authorization failed"
+    message = wrong.json()["message"]
+    assert wrong.status_code == 401 and message.startswith("authorization failed: ")
+    assert "no such key" in message and "--database-url" in message
+    # the right key id with a wrong secret gives nothing away
+    mask = project.key.split(".")[1]
+    guess = requests.get(url, headers={"Authorization": f"Bearer CO.{mask}.x"}, timeout=5)
+    assert guess.status_code == 401 and guess.json()["message"] == "authorization failed"
     lower = requests.get(url, headers={"Authorization": "bearer " + project.key}, timeout=5)
     assert lower.status_code == 200
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from support import Behaviour, Gateway, Project, Receiver, make_settings, wait_until
 
@@ -85,8 +89,35 @@ def test_breaker_opens_on_a_failing_endpoint_and_spares_it(
         endpoint = project.ok("GET", f"/endpoints/{ep['uid']}")
         assert endpoint["circuit_breaker"]["failures"] >= 4
         assert endpoint["status"] == "active"  # disable_after_trips=0: never disabled
+        # when it lets a probe through: an ISO 8601 time, as every time in the API
+        until = datetime.fromisoformat(endpoint["circuit_breaker"]["opened_until"])
+        assert until.tzinfo is not None
+        assert 0 < (until - datetime.now(UTC)).total_seconds() <= 30
+        assert breakers(gateway) == {"closed": 0, "open": 1, "half_open": 0}
     finally:
         gateway.stop()
+    # the gauge is the endpoints' stored state: the same after a restart, before any
+    # delivery, and a deleted endpoint leaves it
+    gateway = Gateway(make_settings(str(tmp_path / "b.db")))
+    try:
+        assert breakers(gateway) == {"closed": 0, "open": 1, "half_open": 0}
+        again = Project(gateway, project.id, project.key)
+        again.ok("DELETE", f"/endpoints/{ep['uid']}")
+        again.endpoint(receiver.url + "/fine")
+        assert breakers(gateway) == {"closed": 1, "open": 0, "half_open": 0}
+    finally:
+        gateway.stop()
+
+
+def breakers(gateway: Gateway) -> dict[str, float]:
+    """``hookcast_circuit_breakers`` by state, scraped from the gateway's /metrics."""
+    text = requests.get(gateway.base + "/metrics", timeout=10).text
+    return {
+        s.labels["state"]: s.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "hookcast_circuit_breakers"
+        for s in family.samples
+    }
 
 
 def test_connection_reset_is_recorded_and_retried(gateway: Gateway, receiver: Receiver) -> None:

@@ -22,6 +22,8 @@ def test_only_keys_granted_broadcast_may_broadcast(project: Project) -> None:
     r = project.call("POST", "/events/broadcast", json=EVENT)
     assert r.status_code == 403
     assert "broadcast permission" in r.json()["message"]
+    # the refusal names the command that makes a key that may broadcast
+    assert f"hookcast apikey create --project {project.id} --broadcast" in r.json()["message"]
     publisher = project.ok("POST", "/api-keys", 201, json={"role": "publisher"})["key"]
     r = Project(project.gateway, project.id, publisher).call(
         "POST", "/events/broadcast", json=EVENT

@@ -473,5 +473,5 @@ def test_errors_are_json_envelopes(
     err(sdk.endpoint.delete(UNKNOWN_ID, {}, {}), 404)
 
     wrong = sdk_for(gateway, project, key="CO.not-a-real-key.0123456789")
-    assert err(wrong.endpoint.all(PAGE), 401) == "authorization failed"
+    assert err(wrong.endpoint.all(PAGE), 401).startswith("authorization failed")
     assert receiver.at("/errors") == []

@@ -120,6 +120,10 @@ class Authenticator:
             return Principal(None, True)
         mask = mask_of(token)
         found = await self._store.find_api_key(mask) if mask else None
+        if found is None and mask:
+            # a well-formed key this server never made: most often one made by the CLI
+            # against another database file
+            raise AuthenticationError(_UNKNOWN_KEY)
         if found is None or not matches(token, found[1]):
             raise AuthenticationError("authorization failed")
         key = found[0]
@@ -174,7 +178,7 @@ class Authenticator:
                 raise NotFoundError("project not found")
         project = await self.project(project_id)
         if not principal.may(permission):
-            raise PermissionDeniedError(_denied(permission))
+            raise PermissionDeniedError(_denied(permission, project_id))
         return principal, project
 
     async def require_instance_admin(self, request: web.Request) -> Principal:
@@ -184,9 +188,19 @@ class Authenticator:
         return principal
 
 
-def _denied(permission: Permission) -> str:
+_UNKNOWN_KEY = (
+    "authorization failed: this server has no such key. A key belongs to the database it"
+    " was created in: if `hookcast project create` or `hookcast apikey create` made it,"
+    " check that they used the server's database (--database-url or HOOKCAST_DATABASE_URL)"
+)
+
+
+def _denied(permission: Permission, project_id: str) -> str:
     if permission is Permission.BROADCAST:
-        return "this key lacks the broadcast permission (create one with --broadcast)"
+        return (
+            "this key lacks the broadcast permission, which is granted to a key explicitly:"
+            f" create one with `hookcast apikey create --project {project_id} --broadcast`"
+        )
     return f"this key's role lacks the {permission.value} permission"
 
 

@@ -117,7 +117,8 @@ def endpoint(e: Endpoint) -> dict[str, Any]:
         "events": 0,
         "failure_rate": breaker["failure_rate"],
         "cb_state": None if breaker["state"] == "closed" and not e.breaker else breaker["state"],
-        "circuit_breaker": breaker,
+        # times are ISO 8601 here as everywhere else in the API
+        "circuit_breaker": {**breaker, "opened_until": ts(breaker["opened_until"])},
         "max_in_flight": e.max_in_flight,
         "disabled_reason": e.disabled_reason,
         "probe_at": ts(e.probe_at_us),

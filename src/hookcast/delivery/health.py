@@ -228,13 +228,6 @@ class EndpointHealth:
         if rt is not None:
             rt.in_flight = max(rt.in_flight - 1, 0)
 
-    def breaker_states(self) -> dict[str, int]:
-        """How many endpoints known to this worker are in each breaker state (metrics)."""
-        counts = dict.fromkeys((s.value for s in br.BreakerState), 0)
-        for rt in self._state.values():
-            counts[rt.breaker.state.value] += 1
-        return counts
-
     def forget(self, endpoint_id: str) -> None:
         self._state.pop(endpoint_id, None)
 

@@ -108,7 +108,6 @@ class Worker:
         self._stopping = asyncio.Event()
         self._token_prefix = new_id()[-10:]
         self._ticks = 0
-        self._metrics.track_breakers(self._health.breaker_states)
 
     # ------------------------------------------------------------ the loop
 
@@ -218,7 +217,6 @@ class Worker:
             with contextlib.suppress(Exception):
                 await self._queue.release(leases, self._clock())
             log.info("worker.leases_released", extra={"count": len(leases)})
-        self._metrics.untrack_breakers(self._health.breaker_states)
         log.info("worker.stopped")
 
     # ------------------------------------------------------------ admission

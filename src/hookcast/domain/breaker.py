@@ -23,7 +23,7 @@ endpoint should be disabled (0 = never). Times are integer microseconds passed i
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -380,3 +380,16 @@ def from_json(d: object) -> Breaker:
         return _parse(d)
     except (KeyError, TypeError, ValueError):
         return new_breaker()
+
+
+def state_counts(endpoints: int, stored: Iterable[object]) -> dict[str, int]:
+    """Endpoints by breaker state, for the metrics gauge: *endpoints* in all, *stored* the
+    breakers persisted on some of them (as :func:`to_json` wrote them); the rest have never
+    tripped and are closed."""
+    counts = dict.fromkeys((s.value for s in BreakerState), 0)
+    seen = 0
+    for doc in stored:
+        counts[from_json(doc).state.value] += 1
+        seen += 1
+    counts[BreakerState.CLOSED.value] += max(endpoints - seen, 0)
+    return counts

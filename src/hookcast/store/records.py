@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from hookcast.domain import storable
+from hookcast.domain.breaker import state_counts
 from hookcast.domain.config import ProjectConfig, stored_config
 from hookcast.domain.errors import (
     ConflictError,
@@ -75,6 +76,7 @@ from hookcast.store.rows import (
     SUBSCRIPTION,
     Mapping,
     dumps,
+    loads,
 )
 from hookcast.store.sql import Dialect
 
@@ -588,12 +590,17 @@ class Records:
                 "SELECT disabled_reason, COUNT(*) FROM endpoints WHERE status = 'inactive' "
                 "GROUP BY disabled_reason"
             )
+            endpoints = int(await tx.value("SELECT COUNT(*) FROM endpoints") or 0)
+            # a breaker is stored on its endpoint at each transition: those never tripped
+            # have none (closed)
+            stored = await tx.rows("SELECT breaker FROM endpoints WHERE breaker IS NOT NULL")
             return QueueStats(
                 int(row[0]),
                 None if row[1] is None else int(row[1]),
                 int(row[2]),
                 int(row[3]),
                 {str(r[0]): int(r[1]) for r in disabled},
+                state_counts(endpoints, (loads(r[0]) for r in stored)),
             )
 
         return await self.db.read(run)

@@ -131,6 +131,8 @@ class QueueStats:
     held: int
     #: disabled (inactive) endpoints by ``disabled_reason`` ("manual", "gone", "breaker")
     disabled_endpoints: dict[str, int]
+    #: endpoints by circuit-breaker state ("closed", "open", "half_open"), as persisted
+    breakers: dict[str, int]
 
 
 class Catalog(Protocol):
