@@ -35,8 +35,8 @@ checkpoint included, 14.7 GB).
 So on PostgreSQL the seeded database differs from the empty one in two ways, as a
 deployment 20 days old does: more rows, and ~20 more partitions per table (27 instead of
 7, counting the default and the history partition); the figures are of both together.
-(With 10,000 rows in the same 20 extra partitions, the tick's p50 rises as much as with
-10 million: the partitions, not the rows, cost the time.)
+(Before the delivery queue got its own table, the extra partitions, not the rows, slowed
+the tick: 10,000 rows in the same 20 partitions slowed it as much as 10 million.)
 
 Seeding 3 x 10 million rows takes minutes per store, so each store's history database is
 seeded **once per suite run** (in that store's first ``seeded`` run) and reused by every
