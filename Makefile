@@ -1,9 +1,11 @@
 # Two set-up commands on a fresh machine with Python 3.11:
-#   make serve   -> creates .venv, installs hookcast, starts the server on ./hookcast.db
-#   make test    -> creates .venv, installs hookcast with its test tools, runs the whole suite
+#   make serve   -> creates .venv, installs hookcast (runtime dependencies only), starts
+#                   the server on ./hookcast.db
+#   make test    -> creates .venv, adds the test tools, runs the whole suite
 PYTHON ?= python3.11
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
+RUNTIME = $(VENV)/.runtime
 STAMP   = $(VENV)/.installed
 SDK1    = $(VENV)/sdk1
 LINTED  = src tests $(wildcard bench)
@@ -15,9 +17,14 @@ LINTED  = src tests $(wildcard bench)
 CHROMIUM = /usr/bin/chromium
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-$(STAMP): pyproject.toml
+# serving needs hookcast and its runtime dependencies only; the suite adds its tools
+$(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $(RUNTIME)
+
+$(STAMP): $(RUNTIME)
 	$(PY) -m pip install -q -e '.[dev]'
 	# convoy-python 1.0.0a1 shares the "convoy" package name with 0.2.0, so it lives apart
 	$(PY) -m pip install -q --pre --target $(SDK1) 'convoy-python==1.0.0a1'
@@ -25,7 +32,7 @@ $(STAMP): pyproject.toml
 
 # development default: let deliveries reach receivers on this machine (the SSRF guard
 # refuses loopback otherwise); production leaves HOOKCAST_ALLOWED_NETWORKS empty
-serve: $(STAMP)
+serve: $(RUNTIME)
 	HOOKCAST_ALLOWED_NETWORKS=$${HOOKCAST_ALLOWED_NETWORKS-127.0.0.0/8,::1/128} $(VENV)/bin/hookcast serve $(ARGS)
 
 # the suite drives Debian's chromium (the dashboard test): installed first if missing
