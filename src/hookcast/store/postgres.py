@@ -112,6 +112,7 @@ def combined_insert_sql(
 
 
 _COMMIT = "COMMIT"
+_LOCK = "SELECT count(pg_advisory_xact_lock(k)) FROM unnest"
 #: one round trip (the simple query protocol takes both); delivered at commit
 _NOTIFY_AND_COMMIT = f"NOTIFY {CHANNEL}; COMMIT"
 
@@ -230,12 +231,18 @@ class PostgresTx:
 
     async def lock(self, names: Iterable[str]) -> None:
         keys = sorted({lock_key(n) for n in names})  # one order everywhere: no deadlock
-        if keys:
-            await self.begin()
-            await self.flush()
-            await self.conn.execute(
-                "SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k", keys
-            )
+        if not keys:
+            return
+        if self.writing and not self.begun and not self._inserts:
+            # BEGIN and the locks in one round trip (the simple query protocol takes both;
+            # the keys are integers, written into the text)
+            self.begun = True
+            literal = "{" + ",".join(map(str, keys)) + "}"
+            await self.conn.execute(f"BEGIN; {_LOCK}('{literal}'::bigint[]) AS k")
+            return
+        await self.begin()
+        await self.flush()
+        await self.conn.execute(f"{_LOCK}($1::bigint[]) AS k", keys)
 
     def notify(self) -> None:
         self.notified = True
