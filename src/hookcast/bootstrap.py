@@ -32,6 +32,7 @@ from hookcast.domain.ports import Records
 from hookcast.metrics import Metrics, is_loopback, start_listener
 from hookcast.settings import Settings
 from hookcast.store import Store, open_store
+from hookcast.store.event_types import EventTypeStore
 from hookcast.tracing import Tracing
 from hookcast.tracing import setup as setup_tracing
 
@@ -210,6 +211,7 @@ async def start(
             ingest=running.ingest,
             readiness=Readiness(settings, records),
             tracing=tracing,
+            event_types=EventTypeStore(store.db),
         )
         metrics_elsewhere = settings.metrics_listen_address()
         app = create_app(

@@ -92,6 +92,11 @@ class ApiOnly:
         deliveries = self.call("GET", p + "/eventdeliveries")["content"]
         job = self.call("POST", p + "/eventdeliveries/batchretry")
         key = self.call("POST", p + "/api-keys", json={"role": "viewer"})
+        event_type = self.call(
+            "POST",
+            p + "/event-types",
+            json={"name": "t", "json_schema": {"type": "object"}, "example": {"n": 1}},
+        )
         return {
             "project_id": project,
             "endpoint_id": endpoint["uid"],
@@ -101,6 +106,7 @@ class ApiOnly:
             "attempt_id": MISSING,  # no worker, no attempts
             "job_id": job["uid"],
             "key_id": key["uid"],
+            "event_type_id": event_type["uid"],
         }
 
 

@@ -60,6 +60,12 @@ def world(gateway: Gateway, receiver: Receiver) -> World:
         lambda: a.ok("GET", f"/batch-jobs/{job['uid']}")["status"] in ("done", "failed")
     )
     victim = a.ok("POST", "/api-keys", 201, json={"name": "victim", "role": "admin"})
+    event_type = a.ok(
+        "POST",
+        "/event-types",
+        201,
+        json={"name": "invoice.paid", "json_schema": {"type": "object"}, "example": {}},
+    )
     ids = {
         "project_id": a.id,
         "endpoint_id": ep["uid"],
@@ -69,6 +75,7 @@ def world(gateway: Gateway, receiver: Receiver) -> World:
         "attempt_id": attempts[0]["uid"],
         "job_id": job["uid"],
         "key_id": victim["uid"],
+        "event_type_id": event_type["uid"],
     }
     return World(
         gateway,
@@ -100,6 +107,11 @@ def _bodies(w: World) -> dict[str, Any]:
         "create_dynamic_event": {**event, "url": url},
         "force_resend": {"ids": [i["delivery_id"]]},
         "create_api_key": {"role": "admin", "broadcast": True},
+        "create_event_type": {"name": "evil.type", "json_schema": {"type": "string"}},
+        "update_event_type": {"description": "evil", "json_schema": {"type": "string"}},
+        "import_event_types": {
+            "event_types": [{"name": "invoice.paid", "description": "evil"}, {"name": "evil.new"}]
+        },
     }
 
 
@@ -130,6 +142,8 @@ def _snapshot(w: World) -> dict[str, Any]:
         f"/eventdeliveries/{i['delivery_id']}/deliveryattempts",
         f"/batch-jobs/{i['job_id']}",
         "/api-keys",
+        "/event-types",
+        f"/event-types/{i['event_type_id']}",
     ]
     out = {path: _stable(w.a.ok("GET", path)) for path in paths}
     projects = w.gateway.admin("GET", "/api/v1/projects").json()["data"]
@@ -211,7 +225,7 @@ def _status(p: Project, method: str, path: str, **kw: Any) -> int:
 def test_publishers_cannot_manage(world: World) -> None:
     w, i = world, world.ids
     pub = w.publisher
-    e, s, k = i["endpoint_id"], i["subscription_id"], i["key_id"]
+    e, s, k, t = i["endpoint_id"], i["subscription_id"], i["key_id"], i["event_type_id"]
     denied = [
         ("POST", "/endpoints", {"url": w.receiver_url + "/x", "name": "x"}),
         ("PUT", f"/endpoints/{e}", {"name": "x"}),
@@ -227,6 +241,10 @@ def test_publishers_cannot_manage(world: World) -> None:
         ("DELETE", f"/api-keys/{k}", None),
         ("PUT", "", {"name": "x"}),
         ("POST", "/events/broadcast", {"event_type": "a", "data": 1}),  # no grant
+        ("POST", "/event-types", {"name": "x"}),
+        ("PUT", f"/event-types/{t}", {"description": "x"}),
+        ("POST", f"/event-types/{t}/deprecate", None),
+        ("POST", "/event-types/import", {"event_types": [{"name": "x"}]}),
     ]
     for method, path, body in denied:
         assert _status(pub, method, path, json=body) == 403, (method, path)
@@ -234,6 +252,7 @@ def test_publishers_cannot_manage(world: World) -> None:
     assert pub.publish(e)["uid"]
     assert _status(pub, "GET", f"/endpoints/{e}") == 200
     assert _status(pub, "GET", "/eventdeliveries") == 200
+    assert _status(pub, "GET", f"/event-types/{t}") == 200
 
 
 def test_viewers_cannot_publish(world: World) -> None:

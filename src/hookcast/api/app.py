@@ -20,6 +20,7 @@ from hookcast.api.routes import (
     batches,
     deliveries,
     endpoints,
+    event_types,
     events,
     keys,
     projects,
@@ -41,6 +42,7 @@ ALL_ROUTES: list[Route] = [
     *deliveries.ROUTES,
     *projects.ROUTES,
     *keys.ROUTES,
+    *event_types.ROUTES,
 ]
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

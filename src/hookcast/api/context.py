@@ -11,8 +11,10 @@ import pydantic
 from aiohttp import web
 
 from hookcast.api.auth import Authenticator
+from hookcast.api.event_schemas import SchemaGate
 from hookcast.api.ingest import IngestQueue
 from hookcast.domain.ports import Records
+from hookcast.domain.ports.event_types import EventTypeCatalog
 from hookcast.tracing import Tracing
 
 
@@ -29,6 +31,13 @@ class ApiContext:
     randbytes: Callable[[int], bytes] = os.urandom
     readiness: Callable[[], Awaitable[str | None]] | None = None
     tracing: Tracing = field(default_factory=Tracing)
+    #: the event catalog (``/event-types``); publishing checks ``data`` against its
+    #: schemas through :attr:`schemas` when a project asks for it
+    event_types: EventTypeCatalog | None = None
+    schemas: SchemaGate = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.schemas = SchemaGate(self.event_types)
 
 
 CTX = web.AppKey("hookcast_ctx", ApiContext)

@@ -12,6 +12,13 @@ from hookcast.domain import headers
 from hookcast.domain.config import MAX_INT32
 from hookcast.domain.durations import parse_duration
 from hookcast.domain.errors import ValidationError
+from hookcast.domain.event_types import (
+    MAX_CATEGORY_CHARS,
+    MAX_DESCRIPTION_CHARS,
+    MAX_IMPORT,
+    MAX_NAME_CHARS,
+    MAX_SPEC_CHARS,
+)
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_TIMEOUT_S = 300
@@ -227,3 +234,29 @@ class ApiKeyBody(_Body):
     role: Literal["admin", "publisher", "viewer"] = "publisher"
     broadcast: bool = False
     expires_in_days: float | None = Field(default=None, gt=0, le=3650, allow_inf_nan=False)
+
+
+class EventTypeBody(_Body):
+    """CreateEventType / UpdateEventType (``name`` is required on create and cannot change).
+    On update, absent fields keep their values, and so do an empty ``category`` or
+    ``description`` (as Convoy); ``json_schema: {}`` removes the schema."""
+
+    name: str | None = Field(default=None, max_length=MAX_NAME_CHARS)
+    category: str | None = Field(default=None, max_length=MAX_CATEGORY_CHARS)
+    description: str | None = Field(default=None, max_length=MAX_DESCRIPTION_CHARS)
+    #: a JSON Schema (2020-12 unless its ``$schema`` says otherwise) of the events' ``data``
+    json_schema: dict[str, Any] | None = None
+    #: hookcast: a sample ``data`` for readers of the catalog (a portal); it must match
+    #: ``json_schema``
+    example: Any = None
+
+
+class EventTypeImportBody(_Body):
+    """An OpenAPI 3.1 document (its ``webhooks``), given as the body itself or as
+    ``spec`` (Convoy's form: the document as JSON text, or as an object); or a plain list
+    of ``event_types``. Upserted by name."""
+
+    spec: Annotated[str, Field(max_length=MAX_SPEC_CHARS)] | dict[str, Any] | None = None
+    openapi: str | None = Field(default=None, max_length=50)
+    webhooks: dict[str, Any] | None = None
+    event_types: list[EventTypeBody] | None = Field(default=None, max_length=MAX_IMPORT)

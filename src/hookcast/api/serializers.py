@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from hookcast.domain import breaker as br
+from hookcast.domain.event_types import EventType
 from hookcast.domain.models import (
     HELD_US,
     Attempt,
@@ -273,4 +274,20 @@ def broadcast_progress(p: BroadcastProgress) -> dict[str, Any]:
         "last_delivery_at": ts(p.last_success_us),
         "delivery_rate_per_s": round(succeeded / span_s, 1) if span_s > 0 else None,
         "latency_ms": p.latency_ms,
+    }
+
+
+def event_type(e: EventType) -> dict[str, Any]:
+    """Convoy's ``ProjectEventType``, with hookcast's ``example``."""
+    return {
+        "uid": e.id,
+        "project_id": e.project_id,
+        "name": e.name,
+        "category": e.category,
+        "description": e.description,
+        "json_schema": e.json_schema,
+        "example": e.example,
+        "deprecated_at": ts(e.deprecated_at_us),
+        "created_at": ts(e.created_at_us),
+        "updated_at": ts(e.updated_at_us),
     }

@@ -198,6 +198,11 @@ class ProjectConfig(_Model):
     recovery_rate: float = Field(default=50.0, ge=0.01, le=100_000, allow_inf_nan=False)
     #: operator webhooks about this project's endpoints, deliveries and broadcasts
     meta_event: MetaEventConfig = Field(default_factory=MetaEventConfig)
+    #: publishing checks each event's ``data`` against the ``json_schema`` of its type in
+    #: the event catalog (``/event-types``): 400 naming the failing place when it does not
+    #: match; a type without a catalog entry or without a schema passes. Off (the
+    #: default), publishing does not look at the catalog at all.
+    validate_event_schemas: bool = False
 
     _request_id_header = field_validator("request_id_header")(_header_name)
 

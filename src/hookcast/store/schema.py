@@ -244,3 +244,22 @@ batch_jobs = Table(
         postgresql_where=text("due_at_us IS NOT NULL"),
     ),
 )
+
+# the event catalog: a project's event types (name unique in the project), each with an
+# optional JSON Schema of the events' data and an example data (JSON text)
+event_types = Table(
+    "event_types",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("project_id", ID, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("category", String(200), nullable=False, server_default=""),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("json_schema", Text, nullable=True),
+    Column("example", Text, nullable=True),
+    Column("deprecated_at_us", BigInteger, nullable=True),
+    Column("created_at_us", BigInteger, nullable=False),
+    Column("updated_at_us", BigInteger, nullable=False),
+    Index("ix_event_types_project_name", "project_id", "name", unique=True),
+    Index("ix_event_types_project_id", "project_id", "id"),
+)

@@ -120,6 +120,7 @@ async def create_event(request: web.Request) -> web.Response:
         ev = _new_event(
             principal, project, EventKind.SINGLE, body, c.clock(), trace, endpoint_id=endpoint_id
         )
+        await c.schemas.check(project, ev)
         return _created(ev, await c.ingest.submit(ev), "Event queued successfully")
 
 
@@ -133,6 +134,7 @@ async def create_fanout_event(request: web.Request) -> web.Response:
         ev = _new_event(
             principal, project, EventKind.FANOUT, body, c.clock(), trace, owner_id=body.owner_id
         )
+        await c.schemas.check(project, ev)
         return _created(ev, await c.ingest.submit(ev), "Endpoint fanout event queued successfully")
 
 
@@ -144,6 +146,7 @@ async def create_broadcast_event(request: web.Request) -> web.Response:
     body = validate(BroadcastEvent, await json_body(request))
     with c.tracing.publish(request.headers, "broadcast", project.id) as trace:
         ev = _new_event(principal, project, EventKind.BROADCAST, body, c.clock(), trace)
+        await c.schemas.check(project, ev)
         return _created(ev, await c.ingest.submit(ev), "Broadcast event created successfully")
 
 
@@ -166,6 +169,7 @@ async def create_dynamic_event(request: web.Request) -> web.Response:
             secret=body.secret or generate_secret(c.randbytes),
             event_types=tuple(t for t in (body.event_types or []) if t) or ("*",),
         )
+        await c.schemas.check(project, ev)
         return _created(ev, await c.ingest.submit(ev), "Dynamic event created successfully")
 
 

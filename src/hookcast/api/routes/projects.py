@@ -91,6 +91,8 @@ async def delete_project(request: web.Request) -> web.Response:
     await c.auth.require_instance_admin(request)
     _, project = await c.auth.authorize(request, Permission.MANAGE)
     await c.store.delete_project(project.id)
+    if c.event_types is not None:
+        await c.event_types.delete_event_types(project.id)
     c.auth.forget_project(project.id)
     audit.info("project.deleted", extra={"project_id": project.id})
     return ok(None, "Project deleted successfully")
