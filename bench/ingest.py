@@ -7,7 +7,10 @@ the 201s it covers are sent). Events go to one endpoint via ``POST …/events``;
 accepted event also writes its delivery row, which no worker picks up here.
 
 * ``max``: N events as fast as accepted by ``--concurrency`` publishers (closed loop);
-* ``rate2000``: a fixed 2,000 events/s (open loop), for the latency below saturation.
+* ``rate2000``: a fixed 2,000 events/s (open loop), for the latency below saturation;
+* ``schema``: as ``max``, with the project's ``validate_event_schemas`` on and a JSON
+  Schema for the events' type in the catalog, so every publish is validated: its
+  figures beside ``max``'s give what validation costs.
 
 Measured per run: events/s accepted (first send → last 201); the publish call's latency
 (send → 201) p50/p95/p99/p99.9/max; server CPU per event. Checked per run: no publish
@@ -26,6 +29,7 @@ from typing import Any
 
 from bench.gateway import Gateway
 from bench.harness import Metric, Options, Outcome, log
+from bench.loadgen import EVENT_TYPE
 from bench.parts import Machine, Publisher, start_profiler
 
 NAME = "ingest"
@@ -50,6 +54,24 @@ METRICS: dict[str, Metric] = {
         f"ingest_{k}_at_2000": _PER_CASE[k]
         for k in ("events_per_s", "ack_p50_ms", "ack_p95_ms", "ack_p99_ms", "ack_max_ms")
     },
+    **{
+        f"ingest_{k}_schema": Metric(
+            f"with schema validation: {_PER_CASE[k].label}", m.unit, m.digits
+        )
+        for k, m in _PER_CASE.items()
+        if k in ("events_per_s", "ack_p99_ms", "server_cpu_us_per_event")
+    },
+}
+
+#: the catalog entry of the load generator's events (bench/loadgen.py: t, seq, pad)
+SCHEMA = {
+    "type": "object",
+    "required": ["t", "seq", "pad"],
+    "properties": {
+        "t": {"type": "number"},
+        "seq": {"type": "integer", "minimum": 0},
+        "pad": {"type": "string", "maxLength": 65536},
+    },
 }
 
 DEAD_URL = "http://127.0.0.1:9/never-called"  # no worker runs: nothing is delivered
@@ -63,6 +85,7 @@ class IngestCase:
     warmup: int
     concurrency: int
     rate: float = 0.0
+    validate: bool = False
 
     def describe(self) -> dict[str, Any]:
         how = (
@@ -70,9 +93,10 @@ class IngestCase:
             if self.rate
             else f"as fast as accepted, {self.concurrency} concurrent publishers"
         )
+        checked = "; each validated against a JSON Schema" if self.validate else ""
         return {
             "summary": f"{self.events:,} events x 1 KiB via `/events` to one endpoint, {how}; "
-            f"`hookcast serve --no-worker`; {self.warmup:,} warm-up events first",
+            f"`hookcast serve --no-worker`; {self.warmup:,} warm-up events first{checked}",
             "events": self.events,
             "concurrency": self.concurrency,
             "rate": self.rate,
@@ -92,6 +116,9 @@ class IngestCase:
             )
             gateway = stack.enter_context(Gateway(workers=0, serve_args=["--no-worker"]))
             endpoint = gateway.create_endpoint(DEAD_URL, "ingest")
+            if self.validate:
+                gateway.api("PUT", "", {"config": {"validate_event_schemas": True}})
+                gateway.api("POST", "/event-types", {"name": EVENT_TYPE, "json_schema": SCHEMA})
             publish = Publisher(
                 gateway, [{"endpoint_id": endpoint["uid"]}], 1, self.concurrency, workdir
             )
@@ -157,4 +184,5 @@ def cases(options: Options) -> list[IngestCase]:
     out = [IngestCase("max", "", n, warmup, c)]
     if not options.smoke:
         out.append(IngestCase("rate2000", "_at_2000", rate_events, warmup, c, rate=2_000.0))
+        out.append(IngestCase("schema", "_schema", n, warmup, c, validate=True))
     return out
