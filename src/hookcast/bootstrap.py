@@ -33,6 +33,7 @@ from hookcast.metrics import Metrics, is_loopback, start_listener
 from hookcast.settings import Settings
 from hookcast.store import Store, open_store
 from hookcast.store.event_types import EventTypeStore
+from hookcast.store.portal_links import PortalLinkStore
 from hookcast.tracing import Tracing
 from hookcast.tracing import setup as setup_tracing
 
@@ -205,13 +206,20 @@ async def start(
             on_commit=wake_all,
             metrics=metrics,
         )
+        portal_links = PortalLinkStore(store.db)
         context = ApiContext(
             store=records,
-            auth=Authenticator(records, settings.admin_api_key, rate_limit=settings.api_rate_limit),
+            auth=Authenticator(
+                records,
+                settings.admin_api_key,
+                rate_limit=settings.api_rate_limit,
+                portal_links=portal_links,
+            ),
             ingest=running.ingest,
             readiness=Readiness(settings, records),
             tracing=tracing,
             event_types=EventTypeStore(store.db),
+            portal_links=portal_links,
         )
         metrics_elsewhere = settings.metrics_listen_address()
         app = create_app(

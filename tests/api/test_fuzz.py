@@ -97,6 +97,9 @@ class ApiOnly:
             p + "/event-types",
             json={"name": "t", "json_schema": {"type": "object"}, "example": {"n": 1}},
         )
+        link = self.call(
+            "POST", p + "/portal-links", json={"name": "l", "owner_id": "o", "endpoints": []}
+        )
         return {
             "project_id": project,
             "endpoint_id": endpoint["uid"],
@@ -107,6 +110,7 @@ class ApiOnly:
             "job_id": job["uid"],
             "key_id": key["uid"],
             "event_type_id": event_type["uid"],
+            "portal_link_id": link["uid"],
         }
 
 
@@ -203,6 +207,8 @@ HOSTILE: list[tuple[str, str, str, Any]] = [
     ("nul-in-owner", "POST", "/events/fanout", {"owner_id": "\x00", "event_type": "x", "data": 1}),
     ("nul-in-key-name", "POST", "/api-keys", {"name": "\x00"}),
     ("nul-in-ids", "POST", "/eventdeliveries/forceresend", {"ids": ["\x00"]}),
+    ("nul-in-link-owner", "POST", "/portal-links", {"name": "l", "owner_id": "\x00"}),
+    ("nul-in-link-query", "GET", "/portal-links?q=%00&ownerId=%00", None),
     ("bad-whsk-update", "PUT", "/endpoints/{endpoint_id}", {"secret": "whsk_xx"}),
     ("bad-whsk-expire", "PUT", "/endpoints/{endpoint_id}/expire_secret", {"secret": "whsk_!"}),
     ("int32-rate-limit", "PUT", "/endpoints/{endpoint_id}", {"rate_limit": 2**31}),

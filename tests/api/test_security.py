@@ -1,8 +1,10 @@
-"""Who may do what: every route of the OpenAPI document walked with the wrong keys; roles;
-the per-key rate limit; hostile input (deep JSON, many or huge headers)."""
+"""Who may do what: every route of the OpenAPI document walked with the wrong keys, and with
+portal tokens of another owner and of the same owner; roles; the per-key rate limit;
+hostile input (deep JSON, many or huge headers)."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -19,11 +21,50 @@ MISSING = "01ARZ3NDEKTSV4RRFFQ69G5FAV"
 
 #: POSTs that only read (the viewer may call them)
 READ_ONLY_POSTS = {"test_filter"}
+#: GETs that change something (the viewer may not call them)
+MUTATING_GETS = {"refresh_portal_link_token"}
+
+#: what a portal token may do (by operationId): read its owner's share, and manage it when
+#: its link has can_manage_endpoint; every other route must refuse it (403)
+PORTAL_READS = {
+    "list_endpoints",
+    "get_endpoint",
+    "list_subscriptions",
+    "get_subscription",
+    "list_events",
+    "get_event",
+    "list_deliveries",
+    "get_delivery",
+    "list_attempts",
+    "get_attempt",
+    "list_event_types",
+    "get_event_type",
+}
+PORTAL_MANAGES = {
+    "create_endpoint",
+    "update_endpoint",
+    "delete_endpoint",
+    "pause_endpoint",
+    "activate_endpoint",
+    "expire_secret",
+    "create_subscription",
+    "update_subscription",
+    "toggle_subscription_status",
+    "delete_subscription",
+    "test_filter",
+    "resend_delivery",
+    "force_resend",
+}
+#: the path parameters that name a resource of an owner
+OWNED_IDS = ("endpoint_id", "subscription_id", "event_id", "delivery_id", "attempt_id")
 
 
 @dataclass
 class World:
-    """Project A with one of everything, project B, and keys of each role of A."""
+    """Project A with one of everything (of owner-a; and an endpoint of owner-b), project
+    B, keys of each role of A, and portal tokens of A: owner-a's read-only
+    (``portal_same``) and managing (``portal_manage``), owner-b's managing
+    (``portal_other``)."""
 
     gateway: Gateway
     a: Project
@@ -32,11 +73,24 @@ class World:
     publisher: Project
     ids: dict[str, str]
     receiver_url: str
+    portal_same: Project
+    portal_manage: Project
+    portal_other: Project
+    #: what owner-b has in project A: its endpoint's id and secret
+    other_owned: tuple[str, str]
+    #: owner-a's endpoint secret
+    secret: str
 
 
 def _key(project: Project, **body: Any) -> Project:
     data = project.ok("POST", "/api-keys", 201, json=body)
     return Project(project.gateway, project.id, data["key"])
+
+
+def _portal(project: Project, owner: str, manage: bool) -> tuple[str, Project]:
+    body = {"name": owner, "owner_id": owner, "can_manage_endpoint": manage}
+    data = project.ok("POST", "/portal-links", 201, json=body)
+    return data["uid"], Project(project.gateway, project.id, data["token"])
 
 
 @pytest.fixture
@@ -66,6 +120,10 @@ def world(gateway: Gateway, receiver: Receiver) -> World:
         201,
         json={"name": "invoice.paid", "json_schema": {"type": "object"}, "example": {}},
     )
+    other = a.endpoint(receiver.url + "/b", owner_id="owner-b")
+    link_id, portal_same = _portal(a, "owner-a", manage=False)
+    _, portal_manage = _portal(a, "owner-a", manage=True)
+    _, portal_other = _portal(a, "owner-b", manage=True)
     ids = {
         "project_id": a.id,
         "endpoint_id": ep["uid"],
@@ -76,6 +134,7 @@ def world(gateway: Gateway, receiver: Receiver) -> World:
         "job_id": job["uid"],
         "key_id": victim["uid"],
         "event_type_id": event_type["uid"],
+        "portal_link_id": link_id,
     }
     return World(
         gateway,
@@ -85,6 +144,11 @@ def world(gateway: Gateway, receiver: Receiver) -> World:
         _key(a, role="publisher"),
         ids,
         receiver.url,
+        portal_same,
+        portal_manage,
+        portal_other,
+        (other["uid"], other["secrets"][0]["value"]),
+        ep["secrets"][0]["value"],
     )
 
 
@@ -112,6 +176,8 @@ def _bodies(w: World) -> dict[str, Any]:
         "import_event_types": {
             "event_types": [{"name": "invoice.paid", "description": "evil"}, {"name": "evil.new"}]
         },
+        "create_portal_link": {"name": "evil", "owner_id": "owner-a", "can_manage_endpoint": True},
+        "update_portal_link": {"owner_id": "owner-b", "can_manage_endpoint": True},
     }
 
 
@@ -126,12 +192,13 @@ def _stable(doc: Any) -> Any:
     return doc
 
 
-def _snapshot(w: World) -> dict[str, Any]:
-    """Everything of project A (and the project list), read with A's admin key."""
+def _snapshot(w: World, owner: str | None = None) -> dict[str, Any]:
+    """Everything of project A (and the project list), read with A's admin key; with
+    *owner*, only that owner's endpoints are listed (another owner may add its own)."""
     i = w.ids
     paths = [
         "",
-        "/endpoints",
+        "/endpoints" if owner is None else f"/endpoints?ownerId={owner}",
         f"/endpoints/{i['endpoint_id']}",
         "/subscriptions",
         f"/subscriptions/{i['subscription_id']}",
@@ -144,8 +211,14 @@ def _snapshot(w: World) -> dict[str, Any]:
         "/api-keys",
         "/event-types",
         f"/event-types/{i['event_type_id']}",
+        "/portal-links",
+        f"/portal-links/{i['portal_link_id']}",
     ]
     out = {path: _stable(w.a.ok("GET", path)) for path in paths}
+    if owner is not None:  # what links show of another owner's endpoints may change
+        for link in out["/portal-links"]["content"]:
+            if link["owner_id"] != owner:
+                del link["endpoints_metadata"], link["endpoint_count"]
     projects = w.gateway.admin("GET", "/api/v1/projects").json()["data"]
     out["projects"] = sorted(p["uid"] for p in projects)
     return out
@@ -179,7 +252,7 @@ def test_route_walk_with_the_wrong_keys(world: World) -> None:
     w = world
     before = _snapshot(w)
     bodies = _bodies(w)
-    secrets = [w.a.key, w.viewer.key, w.publisher.key]
+    secrets = [w.a.key, w.viewer.key, w.publisher.key, w.portal_same.key, w.portal_other.key]
     callers: list[tuple[str, dict[str, str]]] = [
         ("project B's admin key", {"Authorization": f"Bearer {w.b.key}"}),
         ("A's viewer key", {"Authorization": f"Bearer {w.viewer.key}"}),
@@ -193,7 +266,9 @@ def test_route_walk_with_the_wrong_keys(world: World) -> None:
         scoped = "{project_id}" in path
         for who, headers in callers:
             what = f"{who}: {method} {path}"
-            reads = method == "GET" or op["operationId"] in READ_ONLY_POSTS
+            reads = (method == "GET" and op["operationId"] not in MUTATING_GETS) or op[
+                "operationId"
+            ] in READ_ONLY_POSTS
             if who == "A's viewer key" and reads:
                 continue  # a viewer may read
             r = requests.request(method, url, headers=headers, json=body, timeout=10)
@@ -216,6 +291,162 @@ def test_route_walk_with_the_wrong_keys(world: World) -> None:
     assert walked >= 4 * 30  # every route of the document, not a few
     time.sleep(0.3)  # anything wrongly accepted would have reached the store by now
     assert _snapshot(w) == before
+
+
+# ------------------------------------------------------------------ portal tokens
+
+
+def _twin(value: Any, ids: dict[str, str]) -> Any:
+    """*value* (a path or a body) with every owned id of the world made up."""
+    text = json.dumps(value)
+    for name in OWNED_IDS:
+        text = text.replace(ids[name], MISSING)
+    return json.loads(text)
+
+
+def _names_owned(value: Any, ids: dict[str, str]) -> bool:
+    text = json.dumps(value)
+    return any(ids[name] in text for name in OWNED_IDS)
+
+
+def _project_level(w: World) -> dict[str, Any]:
+    """What no portal token may change: the project, its keys, catalog, batch jobs and
+    portal links (less the owners' endpoints they show), and owner-b's endpoints."""
+    i = w.ids
+    out = {
+        path: _stable(w.a.ok("GET", path))
+        for path in (
+            "",
+            "/api-keys",
+            "/event-types",
+            f"/event-types/{i['event_type_id']}",
+            f"/batch-jobs/{i['job_id']}",
+            "/endpoints?ownerId=owner-b",
+        )
+    }
+    links = w.a.ok("GET", "/portal-links")["content"]
+    out["/portal-links"] = [
+        {k: v for k, v in link.items() if k not in ("endpoints_metadata", "endpoint_count")}
+        for link in links
+    ]
+    return out
+
+
+_PORTAL_REFUSALS = {
+    "a portal token may not use this route",
+    "this route needs an instance admin key",  # creating and deleting projects
+}
+
+
+def _portal_walk(
+    w: World, who: str, portal: Project, bodies: dict[str, Any]
+) -> Iterator[tuple[str, str, dict[str, Any], requests.Response]]:
+    """Every route of the document with the portal token: (operationId, what, the request's
+    body, the answer); routes a portal token may never use are checked here (403)."""
+    forbidden = [w.a.key, w.viewer.key, w.publisher.key, ADMIN_KEY]
+    headers = {"Authorization": f"Bearer {portal.key}"}
+    for method, path, op in _operations(w.gateway):
+        op_id = op["operationId"]
+        filled = _fill(path, w.ids)
+        body = bodies.get(op_id, {}) if "requestBody" in op else None
+        r = requests.request(
+            method, w.gateway.base + filled, headers=headers, json=body, timeout=10
+        )
+        what = f"{who}: {method} {path}"
+        for secret in forbidden:
+            assert secret not in r.text, what
+        if op_id not in PORTAL_READS | PORTAL_MANAGES:
+            _assert_refused(r, {403}, what)
+            assert r.json()["message"] in _PORTAL_REFUSALS, what
+            continue
+        assert r.status_code < 500, f"{what}: {r.status_code} {r.text[:300]}"
+        yield op_id, what, body, r
+
+
+def test_route_walk_with_portal_tokens(world: World) -> None:
+    """A portal token of another owner (allowed to manage) sees and changes nothing of
+    owner-a: every answer about owner-a's resources is the answer about missing ones. One
+    of owner-a, read-only, reads only owner-a's share and changes nothing. One of owner-a
+    that manages is refused all but its routes and leaves the rest of the project alone."""
+    w, i = world, world.ids
+    bodies = _bodies(w)
+    other_ep, other_secret = w.other_owned
+
+    # owner-a's read-only token: reads its share, is refused the rest, changes nothing
+    before = _snapshot(w)
+    walked = 0
+    for op_id, what, _, r in _portal_walk(
+        w, "owner-a's read-only portal token", w.portal_same, bodies
+    ):
+        walked += 1
+        if op_id in PORTAL_MANAGES:
+            _assert_refused(r, {403}, what)
+            assert r.json()["message"] == "this portal link may not manage endpoints", what
+            continue
+        assert r.status_code == 200, f"{what}: {r.status_code} {r.text[:300]}"
+        assert other_ep not in r.text and other_secret not in r.text, what
+        if op_id == "list_endpoints":
+            assert [e["uid"] for e in r.json()["data"]["content"]] == [i["endpoint_id"]]
+        if op_id in ("list_attempts", "get_attempt"):
+            data = r.json()["data"]
+            for attempt in data if isinstance(data, list) else [data]:
+                assert set(attempt["request_http_header"].values()) == {"[redacted]"}, what
+    assert walked == len(PORTAL_READS | PORTAL_MANAGES)  # each is a route of the document
+    time.sleep(0.3)
+    assert _snapshot(w) == before
+
+    # owner-b's managing token: owner-a's things answer as missing ones; its lists hold
+    # none of them; whatever it does, owner-a's share is as it was
+    before = _snapshot(w, owner="owner-a")
+    owner_a = [i[name] for name in OWNED_IDS] + [w.secret]
+    evil = {
+        **bodies,
+        "create_endpoint": {"url": w.receiver_url + "/evil", "name": "evil", "owner_id": "owner-a"},
+    }
+    headers = {"Authorization": f"Bearer {w.portal_other.key}"}
+    for op_id, what, body, r in _portal_walk(w, "owner-b's portal token", w.portal_other, evil):
+        method, path = what.split(": ", 1)[1].split(" ", 1)
+        filled = _fill(path, i)
+        if _names_owned(filled, i) or _names_owned(body, i):
+            twin = requests.request(
+                method,
+                w.gateway.base + _twin(filled, i),
+                headers=headers,
+                json=_twin(body, i),
+                timeout=10,
+            )
+            assert r.status_code == twin.status_code, f"{what}: {r.text} vs {twin.text}"
+            assert _twin(r.text, i) == twin.text, what
+        else:
+            assert r.status_code < 300, f"{what}: {r.status_code} {r.text[:300]}"
+        for value in owner_a:
+            assert value not in r.text, what
+        if op_id == "create_endpoint":
+            assert r.json()["data"]["owner_id"] == "owner-b", what
+        listed = op_id.startswith("list_") and op_id != "list_event_types"
+        if method == "GET" and listed and not _names_owned(filled, i):
+            named = {
+                "ownerId": "owner-a",
+                "endpointId": i["endpoint_id"],
+                "eventId": i["event_id"],
+                "subscriptionId": i["subscription_id"],
+            }
+            found = requests.get(w.gateway.base + filled, params=named, headers=headers, timeout=10)
+            assert found.status_code == 200 and found.json()["data"]["content"] == [], what
+    time.sleep(0.3)
+    assert _snapshot(w, owner="owner-a") == before
+
+    # owner-a's managing token: its routes answer (not 403), the rest are refused, and
+    # nothing beyond owner-a's share changes
+    before = _project_level(w)
+    bodies["create_endpoint"] = {**bodies["create_endpoint"], "owner_id": "owner-b"}
+    for _, what, _, r in _portal_walk(
+        w, "owner-a's managing portal token", w.portal_manage, bodies
+    ):
+        assert r.status_code != 403, f"{what}: {r.text[:300]}"
+        assert other_ep not in r.text and other_secret not in r.text, what
+    time.sleep(0.3)
+    assert _project_level(w) == before
 
 
 def _status(p: Project, method: str, path: str, **kw: Any) -> int:

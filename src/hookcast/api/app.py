@@ -23,6 +23,7 @@ from hookcast.api.routes import (
     event_types,
     events,
     keys,
+    portal_links,
     projects,
     subscriptions,
 )
@@ -43,6 +44,7 @@ ALL_ROUTES: list[Route] = [
     *projects.ROUTES,
     *keys.ROUTES,
     *event_types.ROUTES,
+    *portal_links.ROUTES,
 ]
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

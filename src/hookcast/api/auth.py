@@ -3,6 +3,11 @@
 ``Authorization: Bearer <key>``. Verified keys (and refused ones) are cached for a second,
 so a revoked key stops working within that second on every API process.
 
+A portal-link token (``Bearer PRT.…``) is a principal scoped to its link's project and
+``owner_id`` (:class:`PortalScope`). Every route is refused to it (403) unless the route
+says otherwise when it authorizes (:class:`PortalAccess`); a route that lets it in applies
+its owner scope through :mod:`hookcast.api.scope`.
+
 The per-key rate limit (``HOOKCAST_API_RATE_LIMIT`` requests per second, bursts of twice
 that) is a GCRA bucket per key held in memory: each API process enforces it on its own,
 so N processes behind a balancer let a key through up to N times the limit.
@@ -14,6 +19,7 @@ import enum
 import hmac
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -24,10 +30,17 @@ from hookcast.domain.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
-from hookcast.domain.keys import hash_key, mask_of, matches
+from hookcast.domain.keys import PORTAL_PREFIX, hash_key, mask_of, matches
 from hookcast.domain.limits import Bucket, take
 from hookcast.domain.models import ApiKey, KeyRole, Project
+from hookcast.domain.portal_links import token_problem
 from hookcast.domain.ports import Catalog
+from hookcast.domain.ports.portal_links import PortalLinks
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
 
 _CACHE_TTL_S = 1.0
 _CACHE_MAX = 10_000
@@ -52,6 +65,27 @@ class Permission(enum.Enum):
     BROADCAST = "broadcast"
 
 
+class PortalAccess(enum.Enum):
+    """What a route lets a portal token do: nothing (the default: a route that does not
+    say is refused to portal tokens), read its owner's resources, or manage them (when
+    its link has ``can_manage_endpoint``)."""
+
+    NONE = "none"
+    READ = "read"
+    MANAGE = "manage"
+
+
+@dataclass(frozen=True, slots=True)
+class PortalScope:
+    """What a portal token may see: its link's project and owner."""
+
+    link_id: str
+    project_id: str
+    owner_id: str
+    can_manage_endpoint: bool
+    expires_at_us: int | None
+
+
 _ROLE_GRANTS = {
     KeyRole.VIEWER: {Permission.READ},
     KeyRole.PUBLISHER: {Permission.READ, Permission.PUBLISH},
@@ -62,26 +96,53 @@ _ROLE_GRANTS = {
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    key: ApiKey | None  # None for the configured admin key
+    key: ApiKey | None  # None for the configured admin key and for portal tokens
     is_instance_admin: bool
+    portal: PortalScope | None = None
 
     @property
     def key_id(self) -> str | None:
         return None if self.key is None else self.key.id
 
+    @property
+    def owner_scope(self) -> str | None:
+        """The only ``owner_id`` this caller sees (a portal token's), or None: all."""
+        return None if self.portal is None else self.portal.owner_id
+
+    @property
+    def bucket(self) -> str:
+        """Whose rate limit a request of this caller counts against."""
+        if self.portal is not None:
+            return f"portal-link\x1f{self.portal.link_id}"
+        return self.key_id or _ADMIN_BUCKET
+
     def may(self, permission: Permission) -> bool:
+        """What a key's role grants (a portal token: nothing: see :class:`PortalAccess`)."""
         if self.is_instance_admin:
             return True
-        assert self.key is not None
+        if self.key is None or self.portal is not None:
+            return False
         if permission is Permission.BROADCAST:
             return self.key.can_broadcast and Permission.PUBLISH in _ROLE_GRANTS[self.key.role]
         return permission in _ROLE_GRANTS[self.key.role]
 
 
 class Authenticator:
-    def __init__(self, store: Catalog, admin_api_key: str, *, rate_limit: int = 0) -> None:
-        """*rate_limit*: requests per second per key (bursts of twice that); 0 = off."""
+    def __init__(
+        self,
+        store: Catalog,
+        admin_api_key: str,
+        *,
+        rate_limit: int = 0,
+        portal_links: PortalLinks | None = None,
+        clock: Callable[[], int] = _now_us,
+    ) -> None:
+        """*rate_limit*: requests per second per key (bursts of twice that); 0 = off.
+        Without *portal_links*, portal tokens are refused. *clock*: microseconds since the
+        epoch, for expiry."""
         self._store = store
+        self._portal_links = portal_links
+        self.clock = clock
         self._admin_hash = hash_key(admin_api_key) if admin_api_key else ""
         # token -> (until, the principal or why the token was refused)
         self._keys: dict[str, tuple[float, Principal | str]] = {}
@@ -96,6 +157,13 @@ class Authenticator:
         """Drop a (revoked) key from this process's cache at once."""
         for token, (_, found) in list(self._keys.items()):
             if isinstance(found, Principal) and found.key_id == key_id:
+                del self._keys[token]
+
+    def forget_portal_link(self, link_id: str) -> None:
+        """Drop a (revoked, refreshed or changed) portal link's tokens from this process's
+        cache at once; other API processes follow within their one-second cache."""
+        for token, (_, found) in list(self._keys.items()):
+            if isinstance(found, Principal) and found.portal and found.portal.link_id == link_id:
                 del self._keys[token]
 
     async def principal(self, request: web.Request) -> Principal:
@@ -113,11 +181,17 @@ class Authenticator:
             self._keys[token] = cached
         if isinstance(cached[1], str):
             raise AuthenticationError(cached[1])
+        portal = cached[1].portal
+        expires = None if portal is None else portal.expires_at_us
+        if expires is not None and expires <= self.clock():  # expired while cached
+            raise AuthenticationError("authorization failed: the portal token has expired")
         return cached[1]
 
     async def _verify(self, token: str) -> Principal:
         if self._admin_hash and hmac.compare_digest(hash_key(token), self._admin_hash):
             return Principal(None, True)
+        if token.startswith(PORTAL_PREFIX + "."):
+            return await self._verify_portal(token)
         mask = mask_of(token)
         found = await self._store.find_api_key(mask) if mask else None
         if found is None and mask:
@@ -127,12 +201,31 @@ class Authenticator:
         if found is None or not matches(token, found[1]):
             raise AuthenticationError("authorization failed")
         key = found[0]
-        now_us = time.time_ns() // 1000
+        now_us = self.clock()
         if key.revoked_at_us is not None:
             raise AuthenticationError("authorization failed: the key was revoked")
         if key.expires_at_us is not None and key.expires_at_us <= now_us:
             raise AuthenticationError("authorization failed: the key has expired")
         return Principal(key, key.role is KeyRole.INSTANCE_ADMIN)
+
+    async def _verify_portal(self, token: str) -> Principal:
+        mask = mask_of(token, PORTAL_PREFIX)
+        link = None
+        if mask and self._portal_links is not None:
+            link = await self._portal_links.find_portal_link(mask)
+        if link is None or not matches(token, link.token_hash):
+            raise AuthenticationError("authorization failed")
+        problem = token_problem(link, self.clock())
+        if problem is not None:
+            raise AuthenticationError(f"authorization failed: {problem}")
+        scope = PortalScope(
+            link.id,
+            link.project_id,
+            link.owner_id,
+            link.can_manage_endpoint,
+            link.token_expires_at_us,
+        )
+        return Principal(None, False, scope)
 
     async def throttle(self, request: web.Request) -> None:
         """Take one request from the caller's bucket, or raise :class:`RateLimitedError`.
@@ -143,7 +236,7 @@ class Authenticator:
             principal = await self.principal(request)
         except AuthenticationError:
             return
-        name = principal.key_id or _ADMIN_BUCKET
+        name = principal.bucket
         now_us = time.monotonic_ns() // 1000
         # a burst of two seconds' worth, refilled at the rate
         bucket, retry_at_us = take(self._buckets.get(name, Bucket()), 2 * self._rate, 2, now_us)
@@ -166,11 +259,25 @@ class Authenticator:
         return project
 
     async def authorize(
-        self, request: web.Request, permission: Permission
+        self,
+        request: web.Request,
+        permission: Permission,
+        portal: PortalAccess = PortalAccess.NONE,
     ) -> tuple[Principal, Project]:
-        """The caller and the project of the URL, or 401/403/404."""
+        """The caller and the project of the URL, or 401/403/404. A key needs
+        *permission*; a portal token is let in as far as *portal* says (and then sees only
+        its owner's resources: :mod:`hookcast.api.scope`)."""
         principal = await self.principal(request)
         project_id = request.match_info["project_id"]
+        if principal.portal is not None:
+            if principal.portal.project_id != project_id:
+                raise NotFoundError("project not found")
+            project = await self.project(project_id)
+            if portal is PortalAccess.NONE:
+                raise PermissionDeniedError("a portal token may not use this route")
+            if portal is PortalAccess.MANAGE and not principal.portal.can_manage_endpoint:
+                raise PermissionDeniedError("this portal link may not manage endpoints")
+            return principal, project
         if not principal.is_instance_admin:
             assert principal.key is not None
             if principal.key.project_id != project_id:

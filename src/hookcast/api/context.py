@@ -15,6 +15,7 @@ from hookcast.api.event_schemas import SchemaGate
 from hookcast.api.ingest import IngestQueue
 from hookcast.domain.ports import Records
 from hookcast.domain.ports.event_types import EventTypeCatalog
+from hookcast.domain.ports.portal_links import PortalLinks
 from hookcast.tracing import Tracing
 
 
@@ -34,6 +35,8 @@ class ApiContext:
     #: the event catalog (``/event-types``); publishing checks ``data`` against its
     #: schemas through :attr:`schemas` when a project asks for it
     event_types: EventTypeCatalog | None = None
+    #: portal links (``/portal-links``); their tokens are verified by :attr:`auth`
+    portal_links: PortalLinks | None = None
     schemas: SchemaGate = field(init=False)
 
     def __post_init__(self) -> None:

@@ -19,6 +19,8 @@ from hookcast.domain.event_types import (
     MAX_NAME_CHARS,
     MAX_SPEC_CHARS,
 )
+from hookcast.domain.portal_links import MAX_ENDPOINTS, MAX_OWNER_CHARS
+from hookcast.domain.portal_links import MAX_NAME_CHARS as MAX_LINK_NAME_CHARS
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_TIMEOUT_S = 300
@@ -260,3 +262,20 @@ class EventTypeImportBody(_Body):
     openapi: str | None = Field(default=None, max_length=50)
     webhooks: dict[str, Any] | None = None
     event_types: list[EventTypeBody] | None = Field(default=None, max_length=MAX_IMPORT)
+
+
+class PortalLinkBody(_Body):
+    """CreatePortalLink / UpdatePortalLink. ``name`` and ``owner_id`` are required on
+    create; on update, absent fields keep their values."""
+
+    name: str | None = Field(default=None, max_length=MAX_LINK_NAME_CHARS)
+    #: the endpoints' ``owner_id`` the link's token sees (and manages)
+    owner_id: str | None = Field(default=None, max_length=MAX_OWNER_CHARS)
+    can_manage_endpoint: bool | None = None
+    #: ``static_token`` (the default: the token does not expire) or ``refresh_token``
+    #: (tokens expire after an hour; ``GET …/refresh_token`` issues the next)
+    auth_type: Literal["static_token", "refresh_token", ""] | None = None
+    #: deprecated (Convoy): stored and given back, never used for scoping
+    endpoints: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None, max_length=MAX_ENDPOINTS
+    )

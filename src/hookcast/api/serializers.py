@@ -23,6 +23,7 @@ from hookcast.domain.models import (
     Subscription,
 )
 from hookcast.domain.paging import Page
+from hookcast.domain.portal_links import PortalLink, masked
 from hookcast.domain.ports import BroadcastProgress
 from hookcast.domain.signing import ed25519_public_key, is_ed25519_secret
 
@@ -290,4 +291,35 @@ def event_type(e: EventType) -> dict[str, Any]:
         "deprecated_at": ts(e.deprecated_at_us),
         "created_at": ts(e.created_at_us),
         "updated_at": ts(e.updated_at_us),
+    }
+
+
+def portal_link(
+    link: PortalLink,
+    *,
+    token: str | None,
+    base_url: str,
+    endpoint_count: int,
+    endpoints: list[Endpoint],
+) -> dict[str, Any]:
+    """Convoy's ``PortalLink``. The token (``token``, and ``auth_key`` alike) is shown in
+    full only when it is made (*token*); otherwise masked (``PRT.<mask>.********``): only
+    its hash is stored. ``url`` (the portal, token included) likewise, else empty."""
+    shown = token if token is not None else masked(link)
+    return {
+        "uid": link.id,
+        "name": link.name,
+        "owner_id": link.owner_id,
+        "project_id": link.project_id,
+        "endpoints": list(link.endpoints),
+        "endpoint_count": endpoint_count,
+        "endpoints_metadata": [endpoint(e) for e in endpoints],
+        "can_manage_endpoint": link.can_manage_endpoint,
+        "auth_type": link.auth_type.value,
+        "token": shown,
+        "auth_key": shown,
+        "url": f"{base_url}/portal?token={token}" if token is not None else "",
+        "token_expires_at": ts(link.token_expires_at_us),
+        "created_at": ts(link.created_at_us),
+        "updated_at": ts(link.updated_at_us),
     }

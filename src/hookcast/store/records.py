@@ -246,17 +246,45 @@ class Records:
         return found
 
     async def list_endpoints(
-        self, project_id: str, owner_id: str | None, q: str | None, page: PageRequest
+        self,
+        project_id: str,
+        owner_id: str | None,
+        q: str | None,
+        page: PageRequest,
+        *,
+        owner_scope: str | None = None,
     ) -> Page[Endpoint]:
         where: list[str] = ["project_id = :project"]
         args: dict[str, Any] = {"project": project_id}
         if owner_id:
             where.append("owner_id = :owner")
             args["owner"] = owner_id
+        if owner_scope is not None:
+            where.append("owner_id = :scope")
+            args["scope"] = owner_scope
         if q:
             where.append("name LIKE :q ESCAPE '\\'")
             args["q"] = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         return await self.db.read(lambda tx: paged(tx, ENDPOINT, where, args, page))
+
+    async def owned_endpoint_ids(
+        self, project_id: str, owner_id: str, endpoint_ids: Sequence[str]
+    ) -> set[str]:
+        """Which of *endpoint_ids* are endpoints of *owner_id* in the project."""
+        if not endpoint_ids:
+            return set()
+
+        async def run(tx: Tx) -> set[str]:
+            rows = await tx.rows(
+                "SELECT id FROM endpoints WHERE project_id = :p AND owner_id = :o "
+                "AND id = ANY(:ids)",
+                p=project_id,
+                o=owner_id,
+                ids=list(set(endpoint_ids)),
+            )
+            return {str(r[0]) for r in rows}
+
+        return await self.db.read(run)
 
     async def update_endpoint(self, endpoint: Endpoint) -> None:
         async def run(tx: Tx) -> None:
@@ -320,10 +348,17 @@ class Records:
         return found
 
     async def list_subscriptions(
-        self, project_id: str, endpoint_ids: Sequence[str], name: str | None, page: PageRequest
+        self,
+        project_id: str,
+        endpoint_ids: Sequence[str],
+        name: str | None,
+        page: PageRequest,
+        *,
+        owner_scope: str | None = None,
     ) -> Page[Subscription]:
         where: list[str] = ["project_id = :project"]
         args: dict[str, Any] = {"project": project_id}
+        _scope(where, args, "endpoint_id", owner_scope)
         if endpoint_ids:
             where.append("endpoint_id = ANY(:endpoints)")
             args["endpoints"] = list(endpoint_ids)
@@ -436,9 +471,24 @@ class Records:
         return found
 
     async def list_events(
-        self, project_id: str, flt: EventFilter, page: PageRequest
+        self,
+        project_id: str,
+        flt: EventFilter,
+        page: PageRequest,
+        *,
+        owner_scope: str | None = None,
     ) -> Page[Event]:
         where, args = _event_where(project_id, flt)
+        if owner_scope is not None:
+            # the events that went to an endpoint of the owner (one of those named, if
+            # any: naming another owner's endpoint finds what naming none that exists does)
+            named = " AND d.endpoint_id = ANY(:endpoints)" if flt.endpoint_ids else ""
+            where.append(
+                "EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND "
+                "d.endpoint_id IN (SELECT id FROM endpoints WHERE project_id = :project "
+                f"AND owner_id = :scope){named})"
+            )
+            args["scope"] = owner_scope
         return await self.db.read(lambda tx: paged(tx, EVENT, where, args, page))
 
     async def broadcast_progress(self, project_id: str, event_id: str) -> BroadcastProgress | None:
@@ -453,9 +503,15 @@ class Records:
         return found
 
     async def list_deliveries(
-        self, project_id: str, flt: DeliveryFilter, page: PageRequest
+        self,
+        project_id: str,
+        flt: DeliveryFilter,
+        page: PageRequest,
+        *,
+        owner_scope: str | None = None,
     ) -> Page[Delivery]:
         where, args = _delivery_where(project_id, flt)
+        _scope(where, args, "endpoint_id", owner_scope)
         return await self.db.read(lambda tx: paged(tx, DELIVERY, where, args, page))
 
     async def requeue_delivery(
@@ -1047,6 +1103,17 @@ async def _requeue(
     if n:
         tx.notify()
     return n
+
+
+def _scope(where: list[str], args: dict[str, Any], column: str, owner: str | None) -> None:
+    """Only rows whose *column* is an endpoint of *owner* (a portal token's scope); the
+    query's ``:project`` is the project."""
+    if owner is None:
+        return
+    where.append(
+        f"{column} IN (SELECT id FROM endpoints WHERE project_id = :project AND owner_id = :scope)"
+    )
+    args["scope"] = owner
 
 
 def _time_window(

@@ -263,3 +263,27 @@ event_types = Table(
     Index("ix_event_types_project_name", "project_id", "name", unique=True),
     Index("ix_event_types_project_id", "project_id", "id"),
 )
+
+# portal links: a bearer token for one owner of a project (domain/portal_links.py); only
+# a SHA-256 of the current token is kept, found by its mask; revoked links stay (their
+# tokens answer "revoked") but are no longer listed
+portal_links = Table(
+    "portal_links",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("project_id", ID, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("owner_id", String(200), nullable=False),
+    Column("can_manage_endpoint", Boolean, nullable=False, server_default=text("false")),
+    Column("auth_type", String(20), nullable=False),
+    Column("endpoints", Text, nullable=False, server_default="[]"),
+    Column("token_mask", String(32), nullable=False),
+    Column("token_hash", String(128), nullable=False),
+    Column("token_expires_at_us", BigInteger, nullable=True),
+    Column("revoked_at_us", BigInteger, nullable=True),
+    Column("created_at_us", BigInteger, nullable=False),
+    Column("updated_at_us", BigInteger, nullable=False),
+    Index("ix_portal_links_token_mask", "token_mask", unique=True),
+    Index("ix_portal_links_project_id", "project_id", "id"),
+    Index("ix_portal_links_project_owner", "project_id", "owner_id", "id"),
+)

@@ -1,11 +1,16 @@
-"""/eventdeliveries: list, get, resend, forceresend; their delivery attempts."""
+"""/eventdeliveries: list, get, resend, forceresend; their delivery attempts.
+
+A portal token sees the deliveries to its owner's endpoints only (attempts with their
+request header values redacted) and, with ``can_manage_endpoint``, resends those alone.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from hookcast.api import scope
 from hookcast.api import serializers as ser
-from hookcast.api.auth import Permission
+from hookcast.api.auth import Permission, PortalAccess, Principal
 from hookcast.api.context import Route, ctx
 from hookcast.api.envelope import ok
 from hookcast.api.params import date_window, json_body, many, one, page_request, validate
@@ -45,27 +50,29 @@ def delivery_filter(request: web.Request) -> DeliveryFilter:
 
 async def list_deliveries(request: web.Request) -> web.Response:
     c = ctx(request)
-    _, project = await c.auth.authorize(request, Permission.READ)
+    principal, project = await c.auth.authorize(request, Permission.READ, PortalAccess.READ)
     q = request.query
     flt = delivery_filter(request)
-    page = await c.store.list_deliveries(project.id, flt, page_request(q))
+    page = await c.store.list_deliveries(
+        project.id, flt, page_request(q), owner_scope=principal.owner_scope
+    )
     return ok(
         ser.page(page, [ser.delivery(d) for d in page.items]),
         "Event deliveries fetched successfully",
     )
 
 
-async def _load(request: web.Request, permission: Permission) -> Delivery:
+async def _load(
+    request: web.Request, permission: Permission, portal: PortalAccess
+) -> tuple[Principal, Delivery]:
     c = ctx(request)
-    _, project = await c.auth.authorize(request, permission)
-    delivery = await c.store.get_delivery(project.id, request.match_info["delivery_id"])
-    if delivery is None:
-        raise NotFoundError("Resource not found")
-    return delivery
+    principal, project = await c.auth.authorize(request, permission, portal)
+    delivery = await scope.delivery(c, principal, project.id, request.match_info["delivery_id"])
+    return principal, delivery
 
 
 async def get_delivery(request: web.Request) -> web.Response:
-    delivery = await _load(request, Permission.READ)
+    _, delivery = await _load(request, Permission.READ, PortalAccess.READ)
     return ok(ser.delivery(delivery), "Event Delivery fetched successfully")
 
 
@@ -76,7 +83,7 @@ async def _endpoint_is_active(request: web.Request, delivery: Delivery) -> bool:
 
 async def resend_delivery(request: web.Request) -> web.Response:
     c = ctx(request)
-    delivery = await _load(request, Permission.PUBLISH)
+    _, delivery = await _load(request, Permission.PUBLISH, PortalAccess.MANAGE)
     if delivery.status is DeliveryStatus.SUCCESS:
         raise ConflictError("event already sent")
     if delivery.status not in _RESENDABLE:
@@ -94,11 +101,12 @@ async def resend_delivery(request: web.Request) -> web.Response:
 
 async def force_resend(request: web.Request) -> web.Response:
     c = ctx(request)
-    _, project = await c.auth.authorize(request, Permission.PUBLISH)
+    principal, project = await c.auth.authorize(request, Permission.PUBLISH, PortalAccess.MANAGE)
     body = validate(ForceResendBody, await json_body(request))
     done = failed = 0
     for delivery_id in dict.fromkeys(body.ids):
-        delivery = await c.store.get_delivery(project.id, delivery_id)
+        # another owner's delivery counts as a missing one for a portal token
+        delivery = await scope.delivery_or_none(c, principal, project.id, delivery_id)
         if delivery is None or delivery.status is not DeliveryStatus.SUCCESS:
             if delivery is not None and len(body.ids) == 1:
                 raise ConflictError("only successful events can be force resent")
@@ -121,20 +129,23 @@ async def force_resend(request: web.Request) -> web.Response:
 
 async def list_attempts(request: web.Request) -> web.Response:
     c = ctx(request)
-    delivery = await _load(request, Permission.READ)
+    principal, delivery = await _load(request, Permission.READ, PortalAccess.READ)
     attempts = await c.store.list_attempts(delivery.project_id, delivery.id)
-    return ok([ser.attempt(a) for a in attempts], "Delivery attempts fetched successfully")
+    return ok(
+        [scope.attempt_json(principal, a) for a in attempts],
+        "Delivery attempts fetched successfully",
+    )
 
 
 async def get_attempt(request: web.Request) -> web.Response:
     c = ctx(request)
-    delivery = await _load(request, Permission.READ)
+    principal, delivery = await _load(request, Permission.READ, PortalAccess.READ)
     attempt = await c.store.get_attempt(
         delivery.project_id, delivery.id, request.match_info["attempt_id"]
     )
     if attempt is None:
         raise NotFoundError("Resource not found")
-    return ok(ser.attempt(attempt), "Delivery attempt fetched successfully")
+    return ok(scope.attempt_json(principal, attempt), "Delivery attempt fetched successfully")
 
 
 P = "/api/v1/projects/{project_id}/eventdeliveries"

@@ -1,4 +1,8 @@
-"""/endpoints: create, list, get, update, delete, pause, activate, expire_secret."""
+"""/endpoints: create, list, get, update, delete, pause, activate, expire_secret.
+
+A portal token sees its owner's endpoints only, and (``can_manage_endpoint``) creates and
+changes endpoints of that owner alone: ``owner_id`` is its owner's whatever the body says.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,9 @@ from dataclasses import replace
 
 from aiohttp import web
 
+from hookcast.api import scope
 from hookcast.api import serializers as ser
-from hookcast.api.auth import Permission
+from hookcast.api.auth import Permission, PortalAccess
 from hookcast.api.context import Route, ctx
 from hookcast.api.envelope import ok
 from hookcast.api.params import json_body, one, page_request, validate
@@ -26,12 +31,12 @@ from hookcast.domain.urls import validate_endpoint_url
 DEFAULT_TIMEOUT_S = 10
 
 
-async def _load(request: web.Request, permission: Permission) -> tuple[Project, Endpoint]:
+async def _load(
+    request: web.Request, permission: Permission, portal: PortalAccess
+) -> tuple[Project, Endpoint]:
     c = ctx(request)
-    _, project = await c.auth.authorize(request, permission)
-    endpoint = await c.store.get_endpoint(project.id, request.match_info["endpoint_id"])
-    if endpoint is None:
-        raise NotFoundError("Resource not found")
+    principal, project = await c.auth.authorize(request, permission, portal)
+    endpoint = await scope.endpoint(c, principal, project.id, request.match_info["endpoint_id"])
     return project, endpoint
 
 
@@ -44,8 +49,10 @@ def _check_ed25519(secret: str) -> None:
 
 async def create_endpoint(request: web.Request) -> web.Response:
     c = ctx(request)
-    _, project = await c.auth.authorize(request, Permission.MANAGE)
+    principal, project = await c.auth.authorize(request, Permission.MANAGE, PortalAccess.MANAGE)
     body = validate(EndpointBody, await json_body(request))
+    # a portal token makes endpoints of its owner only, whatever the body says
+    owner = principal.owner_scope if principal.owner_scope is not None else body.owner_id or ""
     if not body.url:
         raise ValidationError("please provide the endpoint url")
     url = validate_endpoint_url(body.url, require_https=project.config.ssl.enforce_secure_endpoints)
@@ -60,7 +67,7 @@ async def create_endpoint(request: web.Request) -> web.Response:
     endpoint = Endpoint(
         id=new_id(),
         project_id=project.id,
-        owner_id=body.owner_id or "",
+        owner_id=owner,
         name=body.name or url[:200],  # the name column holds 200 characters
         url=url,
         description=body.description or "",
@@ -86,10 +93,14 @@ async def create_endpoint(request: web.Request) -> web.Response:
 
 async def list_endpoints(request: web.Request) -> web.Response:
     c = ctx(request)
-    _, project = await c.auth.authorize(request, Permission.READ)
+    principal, project = await c.auth.authorize(request, Permission.READ, PortalAccess.READ)
     q = request.query
     page = await c.store.list_endpoints(
-        project.id, one(q, "ownerId", "owner_id"), one(q, "q", "query"), page_request(q)
+        project.id,
+        one(q, "ownerId", "owner_id"),
+        one(q, "q", "query"),
+        page_request(q),
+        owner_scope=principal.owner_scope,
     )
     return ok(
         ser.page(page, [ser.endpoint(e) for e in page.items]), "Endpoints fetched successfully"
@@ -97,15 +108,18 @@ async def list_endpoints(request: web.Request) -> web.Response:
 
 
 async def get_endpoint(request: web.Request) -> web.Response:
-    _, endpoint = await _load(request, Permission.READ)
+    _, endpoint = await _load(request, Permission.READ, PortalAccess.READ)
     return ok(ser.endpoint(endpoint), "Endpoint fetched successfully")
 
 
 async def update_endpoint(request: web.Request) -> web.Response:
     c = ctx(request)
-    project, endpoint = await _load(request, Permission.MANAGE)
+    principal, project = await c.auth.authorize(request, Permission.MANAGE, PortalAccess.MANAGE)
+    endpoint = await scope.endpoint(c, principal, project.id, request.match_info["endpoint_id"])
     body = validate(EndpointBody, await json_body(request))
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    if principal.owner_scope is not None:
+        changes.pop("owner_id", None)  # a portal token cannot give its endpoints away
     if "url" in changes:
         changes["url"] = validate_endpoint_url(
             changes["url"], require_https=project.config.ssl.enforce_secure_endpoints
@@ -150,7 +164,7 @@ async def update_endpoint(request: web.Request) -> web.Response:
 
 async def delete_endpoint(request: web.Request) -> web.Response:
     c = ctx(request)
-    project, endpoint = await _load(request, Permission.MANAGE)
+    project, endpoint = await _load(request, Permission.MANAGE, PortalAccess.MANAGE)
     await c.store.delete_endpoint(project.id, endpoint.id)
     return ok(None, "Endpoint deleted successfully")
 
@@ -159,7 +173,7 @@ async def _set_status(
     request: web.Request, status: EndpointStatus | None, msg: str
 ) -> web.Response:
     c = ctx(request)
-    project, endpoint = await _load(request, Permission.MANAGE)
+    project, endpoint = await _load(request, Permission.MANAGE, PortalAccess.MANAGE)
     if status is None:  # pause toggles active <-> paused
         status = (
             EndpointStatus.ACTIVE
@@ -189,7 +203,7 @@ async def activate_endpoint(request: web.Request) -> web.Response:
 async def expire_secret(request: web.Request) -> web.Response:
     """Roll the secret: the current one keeps signing for ``expiration`` seconds."""
     c = ctx(request)
-    _, endpoint = await _load(request, Permission.MANAGE)
+    _, endpoint = await _load(request, Permission.MANAGE, PortalAccess.MANAGE)
     body = validate(ExpireSecretBody, await json_body(request, required=False))
     now = c.clock()
     expires = now + (body.expiration or 0) * 1_000_000

@@ -10,7 +10,7 @@ import orjson
 from aiohttp import web
 
 from hookcast.api import serializers as ser
-from hookcast.api.auth import Permission
+from hookcast.api.auth import Permission, PortalAccess
 from hookcast.api.context import ApiContext, Route, ctx
 from hookcast.api.envelope import ok
 from hookcast.api.params import (
@@ -57,7 +57,8 @@ def _fields(body: EventTypeBody, name: str) -> EventTypeFields:
 
 async def list_event_types(request: web.Request) -> web.Response:
     c = ctx(request)
-    _, project = await c.auth.authorize(request, Permission.READ)
+    # the catalog is for readers: a portal token reads it too (its writes are refused)
+    _, project = await c.auth.authorize(request, Permission.READ, PortalAccess.READ)
     q = request.query
     page = await _catalog(c).list_event_types(project.id, one(q, "category"), page_request(q))
     items = [ser.event_type(e) for e in page.items]
@@ -77,9 +78,11 @@ async def create_event_type(request: web.Request) -> web.Response:
     return ok(ser.event_type(created), "Event type created successfully", 201)
 
 
-async def _load(request: web.Request, permission: Permission) -> tuple[EventType, Project]:
+async def _load(
+    request: web.Request, permission: Permission, portal: PortalAccess = PortalAccess.NONE
+) -> tuple[EventType, Project]:
     c = ctx(request)
-    _, project = await c.auth.authorize(request, permission)
+    _, project = await c.auth.authorize(request, permission, portal)
     found = await _catalog(c).get_event_type(project.id, request.match_info["event_type_id"])
     if found is None:
         raise NotFoundError("Resource not found")
@@ -87,7 +90,7 @@ async def _load(request: web.Request, permission: Permission) -> tuple[EventType
 
 
 async def get_event_type(request: web.Request) -> web.Response:
-    found, _ = await _load(request, Permission.READ)
+    found, _ = await _load(request, Permission.READ, PortalAccess.READ)
     return ok(ser.event_type(found), "Event type fetched successfully")
 
 

@@ -1,4 +1,7 @@
-"""/events: publish (single, fan-out, dynamic), list, get."""
+"""/events: publish (single, fan-out, dynamic), list, get.
+
+A portal token never publishes; it sees the events that went to its owner's endpoints.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from hookcast.api import scope
 from hookcast.api import serializers as ser
-from hookcast.api.auth import Permission, Principal
+from hookcast.api.auth import Permission, PortalAccess, Principal
 from hookcast.api.context import Route, ctx
 from hookcast.api.envelope import ok
 from hookcast.api.params import date_window, json_body, many, one, page_request, validate
@@ -20,7 +24,7 @@ from hookcast.api.schemas import (
     _EventBody,
 )
 from hookcast.domain import headers
-from hookcast.domain.errors import NotFoundError, ValidationError
+from hookcast.domain.errors import ValidationError
 from hookcast.domain.ids import new_id
 from hookcast.domain.models import EventKind, EventStatus, Project
 from hookcast.domain.ports import EventFilter, IngestResult, NewEvent
@@ -188,21 +192,23 @@ def event_filter(request: web.Request) -> EventFilter:
 
 async def list_events(request: web.Request) -> web.Response:
     c = ctx(request)
-    _, project = await c.auth.authorize(request, Permission.READ)
+    principal, project = await c.auth.authorize(request, Permission.READ, PortalAccess.READ)
     q = request.query
     flt = event_filter(request)
-    page = await c.store.list_events(project.id, flt, page_request(q))
-    return ok(ser.page(page, [ser.event(e) for e in page.items]), "Events fetched successfully")
+    page = await c.store.list_events(
+        project.id, flt, page_request(q), owner_scope=principal.owner_scope
+    )
+    items = await scope.events_json(c, principal, project.id, page.items)
+    return ok(ser.page(page, items), "Events fetched successfully")
 
 
 async def get_event(request: web.Request) -> web.Response:
     c = ctx(request)
-    _, project = await c.auth.authorize(request, Permission.READ)
-    event = await c.store.get_event(project.id, request.match_info["event_id"])
-    if event is None:
-        raise NotFoundError("Resource not found")
-    data = ser.event(event)
-    if event.kind is EventKind.BROADCAST:
+    principal, project = await c.auth.authorize(request, Permission.READ, PortalAccess.READ)
+    event = await scope.event(c, principal, project.id, request.match_info["event_id"])
+    [data] = await scope.events_json(c, principal, project.id, [event])
+    # a broadcast's progress counts every owner's deliveries: not a portal token's to see
+    if event.kind is EventKind.BROADCAST and principal.portal is None:
         progress = await c.store.broadcast_progress(project.id, event.id)
         if progress is not None:
             data["broadcast"] = ser.broadcast_progress(progress)

@@ -15,7 +15,7 @@ from hookcast.api.context import Route, ctx
 from hookcast.api.envelope import ok
 from hookcast.api.params import json_body, validate
 from hookcast.api.schemas import ProjectBody
-from hookcast.domain.errors import ValidationError
+from hookcast.domain.errors import PermissionDeniedError, ValidationError
 from hookcast.domain.models import ApiKey
 
 audit = logging.getLogger("hookcast.audit")
@@ -55,6 +55,8 @@ async def create_project(request: web.Request) -> web.Response:
 async def list_projects(request: web.Request) -> web.Response:
     c = ctx(request)
     principal = await c.auth.principal(request)
+    if principal.portal is not None:
+        raise PermissionDeniedError("a portal token may not use this route")
     projects = await c.store.list_projects()
     if not principal.is_instance_admin:
         assert principal.key is not None
@@ -93,6 +95,8 @@ async def delete_project(request: web.Request) -> web.Response:
     await c.store.delete_project(project.id)
     if c.event_types is not None:
         await c.event_types.delete_event_types(project.id)
+    if c.portal_links is not None:
+        await c.portal_links.delete_portal_links(project.id)
     c.auth.forget_project(project.id)
     audit.info("project.deleted", extra={"project_id": project.id})
     return ok(None, "Project deleted successfully")

@@ -1,4 +1,8 @@
-"""/subscriptions: create, list, get, update, delete, test_filter."""
+"""/subscriptions: create, list, get, update, delete, test_filter.
+
+A portal token sees the subscriptions of its owner's endpoints only, and (with
+``can_manage_endpoint``) makes or moves subscriptions onto those endpoints alone.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,17 @@ from typing import Any
 
 from aiohttp import web
 
+from hookcast.api import scope
 from hookcast.api import serializers as ser
-from hookcast.api.auth import Permission
+from hookcast.api.auth import Permission, PortalAccess, Principal
 from hookcast.api.context import Route, ctx
 from hookcast.api.envelope import ok
 from hookcast.api.params import json_body, many, one, page_request, validate
 from hookcast.api.schemas import FilterConfigBody, FilterSample, SubscriptionBody, TestFilterBody
-from hookcast.domain.errors import NotFoundError, ValidationError
+from hookcast.domain.errors import ValidationError
 from hookcast.domain.filters import compile_subscription_filter, validate_filter_config
 from hookcast.domain.ids import new_id
-from hookcast.domain.models import DeliveryMode, FilterConfig, Subscription
+from hookcast.domain.models import DeliveryMode, Endpoint, FilterConfig, Subscription
 
 
 def _filter_config(body: FilterConfigBody | None) -> FilterConfig:
@@ -49,12 +54,13 @@ def _retry_config(body: SubscriptionBody, sub: Subscription) -> dict[str, Any] |
 
 async def create_subscription(request: web.Request) -> web.Response:
     c = ctx(request)
-    _, project = await c.auth.authorize(request, Permission.MANAGE)
+    principal, project = await c.auth.authorize(request, Permission.MANAGE, PortalAccess.MANAGE)
     body = validate(SubscriptionBody, await json_body(request))
     if not body.name:
         raise ValidationError("please provide a name for the subscription")
     if not body.endpoint_id:
         raise ValidationError("please provide an endpoint_id")
+    await scope.endpoint_reference(c, principal, project.id, body.endpoint_id)
     now = c.clock()
     sub = Subscription(
         id=new_id(),
@@ -80,10 +86,14 @@ async def create_subscription(request: web.Request) -> web.Response:
 
 async def list_subscriptions(request: web.Request) -> web.Response:
     c = ctx(request)
-    _, project = await c.auth.authorize(request, Permission.READ)
+    principal, project = await c.auth.authorize(request, Permission.READ, PortalAccess.READ)
     q = request.query
     page = await c.store.list_subscriptions(
-        project.id, many(q, "endpointId", "endpointId[]"), one(q, "name"), page_request(q)
+        project.id,
+        many(q, "endpointId", "endpointId[]"),
+        one(q, "name"),
+        page_request(q),
+        owner_scope=principal.owner_scope,
     )
     items = []
     for sub in page.items:
@@ -92,25 +102,28 @@ async def list_subscriptions(request: web.Request) -> web.Response:
     return ok(ser.page(page, items), "Subscriptions fetched successfully")
 
 
-async def _load(request: web.Request, permission: Permission) -> Subscription:
+async def _load(
+    request: web.Request, permission: Permission, portal: PortalAccess
+) -> tuple[Principal, Subscription, Endpoint | None]:
     c = ctx(request)
-    _, project = await c.auth.authorize(request, permission)
-    sub = await c.store.get_subscription(project.id, request.match_info["subscription_id"])
-    if sub is None:
-        raise NotFoundError("Resource not found")
-    return sub
+    principal, project = await c.auth.authorize(request, permission, portal)
+    sub, endpoint = await scope.subscription(
+        c, principal, project.id, request.match_info["subscription_id"]
+    )
+    return principal, sub, endpoint
 
 
 async def get_subscription(request: web.Request) -> web.Response:
-    sub = await _load(request, Permission.READ)
-    endpoint = await ctx(request).store.get_endpoint(sub.project_id, sub.endpoint_id)
+    _, sub, endpoint = await _load(request, Permission.READ, PortalAccess.READ)
     return ok(ser.subscription(sub, endpoint), "Subscription fetched successfully")
 
 
 async def update_subscription(request: web.Request) -> web.Response:
     c = ctx(request)
-    sub = await _load(request, Permission.MANAGE)
+    principal, sub, _ = await _load(request, Permission.MANAGE, PortalAccess.MANAGE)
     body = validate(SubscriptionBody, await json_body(request))
+    if body.endpoint_id:
+        await scope.endpoint_reference(c, principal, sub.project_id, body.endpoint_id)
     updated = replace(
         sub,
         name=body.name or sub.name,
@@ -135,7 +148,7 @@ async def update_subscription(request: web.Request) -> web.Response:
 async def test_filter(request: web.Request) -> web.Response:
     """Would this filter match this sample? Answers ``data: true|false``."""
     c = ctx(request)
-    await c.auth.authorize(request, Permission.READ)
+    await c.auth.authorize(request, Permission.READ, PortalAccess.MANAGE)
     body = validate(TestFilterBody, await json_body(request))
     schema = body.schema_ or FilterSample()
     sample = body.request or FilterSample()
@@ -156,14 +169,14 @@ async def test_filter(request: web.Request) -> web.Response:
 
 async def toggle_subscription_status(request: web.Request) -> web.Response:
     c = ctx(request)
-    sub = await _load(request, Permission.MANAGE)
+    _, sub, _ = await _load(request, Permission.MANAGE, PortalAccess.MANAGE)
     status = "inactive" if sub.status == "active" else "active"
     await c.store.update_subscription(replace(sub, status=status, updated_at_us=c.clock()))
     return ok({}, "Subscription status updated successfully", 202)
 
 
 async def delete_subscription(request: web.Request) -> web.Response:
-    sub = await _load(request, Permission.MANAGE)
+    _, sub, _ = await _load(request, Permission.MANAGE, PortalAccess.MANAGE)
     await ctx(request).store.delete_subscription(sub.project_id, sub.id)
     return ok(None, "Subscription deleted successfully")
 

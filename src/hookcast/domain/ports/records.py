@@ -153,14 +153,33 @@ class Catalog(Protocol):
     async def create_endpoint(self, endpoint: Endpoint) -> None: ...
     async def get_endpoint(self, project_id: str, endpoint_id: str) -> Endpoint | None: ...
     async def list_endpoints(
-        self, project_id: str, owner_id: str | None, q: str | None, page: PageRequest
-    ) -> Page[Endpoint]: ...
+        self,
+        project_id: str,
+        owner_id: str | None,
+        q: str | None,
+        page: PageRequest,
+        *,
+        owner_scope: str | None = None,
+    ) -> Page[Endpoint]:
+        """*owner_scope* (a portal token's owner): only that owner's endpoints, whatever
+        the other filters say; so for every ``owner_scope`` below."""
+        ...
+
+    async def owned_endpoint_ids(
+        self, project_id: str, owner_id: str, endpoint_ids: Sequence[str]
+    ) -> set[str]: ...
     async def update_endpoint(self, endpoint: Endpoint) -> None: ...
     async def delete_endpoint(self, project_id: str, endpoint_id: str) -> bool: ...
     async def create_subscription(self, sub: Subscription, *, allow_multiple: bool) -> None: ...
     async def get_subscription(self, project_id: str, sub_id: str) -> Subscription | None: ...
     async def list_subscriptions(
-        self, project_id: str, endpoint_ids: Sequence[str], name: str | None, page: PageRequest
+        self,
+        project_id: str,
+        endpoint_ids: Sequence[str],
+        name: str | None,
+        page: PageRequest,
+        *,
+        owner_scope: str | None = None,
     ) -> Page[Subscription]: ...
     async def update_subscription(self, sub: Subscription) -> None: ...
     async def delete_subscription(self, project_id: str, sub_id: str) -> bool: ...
@@ -172,14 +191,24 @@ class EventLog(Protocol):
     async def ingest(self, batch: Sequence[NewEvent]) -> list[IngestResult]: ...
     async def get_event(self, project_id: str, event_id: str) -> Event | None: ...
     async def list_events(
-        self, project_id: str, flt: EventFilter, page: PageRequest
+        self,
+        project_id: str,
+        flt: EventFilter,
+        page: PageRequest,
+        *,
+        owner_scope: str | None = None,
     ) -> Page[Event]: ...
     async def broadcast_progress(
         self, project_id: str, event_id: str
     ) -> BroadcastProgress | None: ...
     async def get_delivery(self, project_id: str, delivery_id: str) -> Delivery | None: ...
     async def list_deliveries(
-        self, project_id: str, flt: DeliveryFilter, page: PageRequest
+        self,
+        project_id: str,
+        flt: DeliveryFilter,
+        page: PageRequest,
+        *,
+        owner_scope: str | None = None,
     ) -> Page[Delivery]: ...
     async def requeue_delivery(
         self, project_id: str, delivery_id: str, expected: Sequence[DeliveryStatus], now_us: int
