@@ -18,11 +18,14 @@ export class ApiError extends Error {
   }
 }
 
-// api("GET", "/projects", {query: {perPage: 50}}) -> the envelope's data
+// api("GET", "/projects", {query: {perPage: 50}}) -> the envelope's data; a list value is
+// sent as the parameter repeated (status: ["Success", "Failure"])
 export async function api(method, path, { query, body } = {}) {
   const url = new URL("/api/v1" + path, location.origin);
   for (const [name, value] of Object.entries(query || {})) {
-    if (value !== undefined && value !== null && value !== "") url.searchParams.append(name, value);
+    for (const one of [value].flat()) {
+      if (one !== undefined && one !== null && one !== "") url.searchParams.append(name, one);
+    }
   }
   const headers = { Authorization: `Bearer ${session.key}` };
   if (body !== undefined) headers["Content-Type"] = "application/json";

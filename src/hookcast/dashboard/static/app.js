@@ -1,7 +1,7 @@
 // The dashboard's shell: a hash router, the header, sign-in and the projects page.
 import { ApiError, api, projectApi, session } from "./api.js";
 import { broadcastProgress, broadcasts } from "./broadcast.js";
-import { errorBox, h, table, when } from "./dom.js";
+import { errorBox, fill, h, table, when } from "./dom.js";
 import { delivery, endpoints, event, events } from "./views.js";
 
 const main = document.getElementById("main");
@@ -27,7 +27,7 @@ function makePage(params, query) {
     query,
     left: false,
     render(...nodes) {
-      if (!page.left) main.replaceChildren(...nodes);
+      if (!page.left) fill(main, nodes);
     },
     wake() {
       // cut the current waits of loop() short
@@ -84,7 +84,7 @@ async function route() {
     }
     return;
   }
-  main.replaceChildren(h("h1", {}, "Not found"), h("a", { href: "#/projects" }, "Projects"));
+  fill(main, h("h1", {}, "Not found"), h("a", { href: "#/projects" }, "Projects"));
 }
 
 const projectNames = new Map();
@@ -102,7 +102,7 @@ function header(projectId, path) {
   document.getElementById("signout").hidden = !signedIn;
   document.getElementById("who").textContent = signedIn ? `key ${session.key.slice(0, 8)}…` : "";
   const nav = document.getElementById("nav");
-  if (!signedIn) return nav.replaceChildren();
+  if (!signedIn) return fill(nav);
   const link = (href, text) =>
     h("a", { href, class: path.startsWith(href.slice(1)) ? "active" : null }, text);
   const items = [link("#/projects", "Projects")];
@@ -118,7 +118,7 @@ function header(projectId, path) {
       link(`${base}/broadcasts`, "Broadcasts"),
     );
   }
-  nav.replaceChildren(...items);
+  fill(nav, items);
 }
 
 async function login(page) {
@@ -139,7 +139,7 @@ async function login(page) {
       location.hash = "#/projects";
     } catch (err) {
       session.key = "";
-      message.replaceChildren(errorBox(err));
+      fill(message, errorBox(err));
     }
   }
   page.render(

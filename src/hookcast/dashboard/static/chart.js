@@ -15,9 +15,17 @@ function niceStep(max, n) {
   return [1, 2, 5, 10].map((m) => m * power).find((step) => step >= raw);
 }
 
+// a time axis' label: milliseconds under a second ("14 ms"), seconds above ("2.5 s")
+function duration(seconds, end) {
+  return end < 1 ? `${Number((seconds * 1000).toFixed(3))} ms` : `${Number(seconds.toFixed(3))} s`;
+}
+
+// a dot on every point of a line with at most this many (beyond, the line alone)
+const DOTS = 40;
+
 // lines: [{points: [[seconds, value], ...], cls: "ok"}]; the axes start at 0
-export function lineChart(lines, { yMax = 1, xMax = 10, width = 640, height = 250, yLabel = "" } = {}) {
-  const pad = { left: 48, right: 16, top: 26, bottom: 30 };
+export function lineChart(lines, { yMax = 1, xMax = 10, width = 640, height = 250, yLabel = "", id, label } = {}) {
+  const pad = { left: 48, right: 28, top: 26, bottom: 30 };
   const yStep = Math.max(1, niceStep(yMax, 4));
   const xStep = niceStep(xMax, 5);
   const yTop = Math.ceil(yMax / yStep) * yStep;
@@ -27,15 +35,17 @@ export function lineChart(lines, { yMax = 1, xMax = 10, width = 640, height = 25
   const x = (s) => pad.left + (w * s) / xEnd;
   const y = (v) => pad.top + ht - (ht * v) / yTop;
   const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart", role: "img" });
+  if (id) root.setAttribute("id", id);
+  if (label) root.setAttribute("aria-label", label);
   for (let v = 0; v <= yTop; v += yStep) {
     root.append(
       svg("line", { x1: pad.left, x2: width - pad.right, y1: y(v), y2: y(v), class: "grid" }),
       svg("text", { x: pad.left - 6, y: y(v) + 4, class: "tick", "text-anchor": "end" }, v),
     );
   }
-  for (let s = 0; s <= xEnd + 1e-9; s += xStep) {
-    const label = `${Number(s.toFixed(3))} s`;
-    root.append(svg("text", { x: x(s), y: height - 10, class: "tick", "text-anchor": "middle" }, label));
+  for (let i = 0; i * xStep <= xEnd * (1 + 1e-9); i += 1) {
+    const s = i * xStep;
+    root.append(svg("text", { x: x(s), y: height - 10, class: "tick x", "text-anchor": "middle" }, duration(s, xEnd)));
   }
   root.append(
     svg("line", { x1: pad.left, x2: pad.left, y1: pad.top, y2: pad.top + ht, class: "axis" }),
@@ -46,6 +56,7 @@ export function lineChart(lines, { yMax = 1, xMax = 10, width = 640, height = 25
     if (!line.points.length) continue;
     const d = line.points.map(([s, v], i) => `${i ? "L" : "M"}${x(s).toFixed(1)},${y(v).toFixed(1)}`).join(" ");
     root.append(svg("path", { d, class: `series ${line.cls}` }));
+    if (line.points.length > DOTS) continue;
     for (const [s, v] of line.points) root.append(svg("circle", { cx: x(s), cy: y(v), r: 3, class: `dot ${line.cls}` }));
   }
   return root;

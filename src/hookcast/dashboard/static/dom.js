@@ -13,12 +13,30 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+// children may nest in arrays; null, undefined and false are left out (never "null")
 function append(el, children) {
   for (const child of children) {
     if (child === undefined || child === null || child === false) continue;
     if (Array.isArray(child)) append(el, child);
     else el.append(child instanceof Node ? child : String(child));
   }
+}
+
+// el's children replaced, by the same rules as h(): use it, never el.replaceChildren()
+export function fill(el, ...children) {
+  el.replaceChildren();
+  append(el, children);
+  return el;
+}
+
+// plural(1, "delivery", "deliveries") -> "1 delivery"; plural(2, "event") -> "2 events"
+export function plural(n, one, many = `${one}s`) {
+  return `${n} ${noun(n, one, many)}`;
+}
+
+// the word alone, for a count shown apart: noun(1, "target matched", "targets matched")
+export function noun(n, one, many = `${one}s`) {
+  return n === 1 ? one : many;
 }
 
 export function table(headers, rows, empty = "Nothing here yet.") {

@@ -1,46 +1,30 @@
 // Project pages: endpoints, events (search and filters), an event's deliveries, a delivery's
 // attempts; resend and retry.
 import { projectApi } from "./api.js";
-import { badge, errorBox, h, json, kv, table, when } from "./dom.js";
+import { badge, errorBox, fill, h, json, kv, table, when } from "./dom.js";
+import {
+  DONE, countStatuses, detail, eventVerdict, health, listVerdict, rateTone, statusBadge as status,
+  summarize, verdictBadge,
+} from "./status.js";
 
-const TONE = {
-  Success: "good", Failure: "bad", Retry: "warn", Scheduled: "info", Processing: "info",
-  Pending: "info", Discarded: "idle", active: "good", paused: "warn", inactive: "bad",
-  closed: "good", open: "bad", half_open: "warn",
-};
-const DONE = new Set(["Success", "Failure", "Discarded"]);
 const RESENDABLE = new Set(["Failure", "Discarded"]);
-
-const status = (s) => badge(s, TONE[s] || "idle");
 const href = (pid, rest) => `#/p/${encodeURIComponent(pid)}/${rest}`;
 
 // ---- endpoints ------------------------------------------------------------------------
 
 // The endpoint object carries the breaker (its window is kept while it is open or half
-// open); the success rate comes from the project's recent finished deliveries.
+// open); the success rate comes from the project's recent deliveries, whatever their status
+// (status.js: retrying counts as failed so far).
 const RECENT = 500;
 
-function tally(deliveries) {
-  const byEndpoint = new Map();
+// deliveries -> Map(endpoint id -> their counts by status)
+function byEndpoint(deliveries) {
+  const groups = new Map();
   for (const d of deliveries) {
-    if (!DONE.has(d.status)) continue;
-    const t = byEndpoint.get(d.endpoint_id) || { ok: 0, total: 0 };
-    t.total += 1;
-    if (d.status === "Success") t.ok += 1;
-    byEndpoint.set(d.endpoint_id, t);
+    if (!groups.has(d.endpoint_id)) groups.set(d.endpoint_id, []);
+    groups.get(d.endpoint_id).push(d);
   }
-  return byEndpoint;
-}
-
-function health(ep, t) {
-  const state = ep.circuit_breaker?.state;
-  if (ep.status !== "active") return badge(ep.status === "paused" ? "paused" : "disabled", "bad");
-  if (state === "open") return badge("down", "bad");
-  if (state === "half_open") return badge("recovering", "warn");
-  if (!t) return badge("idle", "idle");
-  const rate = t.ok / t.total;
-  if (rate >= 0.95) return badge("healthy", "good");
-  return rate >= 0.5 ? badge("degraded", "warn") : badge("failing", "bad");
+  return new Map([...groups].map(([id, list]) => [id, countStatuses(list)]));
 }
 
 function breaker(ep) {
@@ -51,13 +35,15 @@ function breaker(ep) {
   ];
 }
 
-function successRate(t) {
-  if (!t) return h("span", { class: "muted" }, "no recent deliveries");
-  const pct = (100 * t.ok) / t.total;
-  const fill = h("span", { class: pct >= 95 ? "good" : pct >= 50 ? "warn" : "bad" });
-  fill.style.width = `${pct}%`;
-  return h("div", { class: "rate" }, `${pct.toFixed(1)} %`, h("span", { class: "meter" }, fill),
-    h("small", { class: "muted" }, `${t.ok} of ${t.total}`));
+function successRate(counts) {
+  const s = summarize(counts);
+  if (!s.total) return h("span", { class: "muted" }, "no recent deliveries");
+  if (!s.judged) return h("span", { class: "muted" }, detail(s));
+  const pct = (100 * s.ok) / s.judged;
+  const part = h("span", { class: rateTone(s) });
+  part.style.width = `${pct}%`;
+  return h("div", { class: "rate" }, `${pct.toFixed(1)} %`, h("span", { class: "meter" }, part),
+    h("small", { class: "muted" }, detail(s)));
 }
 
 export async function endpoints(page) {
@@ -68,21 +54,21 @@ export async function endpoints(page) {
       p.get("/endpoints", { perPage: 100, q: page.query.get("q") }),
       p.get("/eventdeliveries", { perPage: RECENT }),
     ]);
-    const tallies = tally(recent.content);
+    const counts = byEndpoint(recent.content);
     const rows = data.content.map((ep) =>
       h("tr", { "data-endpoint": ep.uid },
         h("td", {}, h("strong", {}, ep.name), h("div", { class: "muted mono small" }, ep.url)),
         h("td", {}, ep.owner_id || "—"),
         h("td", {}, status(ep.status), ep.disabled_reason ? h("div", { class: "muted small" }, ep.disabled_reason) : null),
-        h("td", { class: "health" }, health(ep, tallies.get(ep.uid))),
+        h("td", { class: "health" }, verdictBadge(health(ep, counts.get(ep.uid) || {}))),
         h("td", { class: "breaker" }, breaker(ep)),
-        h("td", { class: "success" }, successRate(tallies.get(ep.uid))),
+        h("td", { class: "success" }, successRate(counts.get(ep.uid) || {})),
         h("td", {}, h("a", { href: href(pid, `events?endpointId=${ep.uid}`) }, "Events")),
       ));
     page.render(
       h("h1", {}, "Endpoints"),
       h("p", { class: "muted" },
-        `Health from the status, the circuit breaker and the success rate of the last ${RECENT} finished deliveries; refreshed every 10 s.`),
+        `Health from the status, the circuit breaker and the success rate of the project's last ${RECENT} deliveries (one waiting for a retry counts as failed so far); refreshed every 10 s.`),
       table(["Endpoint", "Owner", "Status", "Health", "Breaker", "Success rate", ""], rows, "No endpoints yet."),
     );
   });
@@ -104,6 +90,13 @@ function pager(pagination, query) {
     pagination.has_prev_page ? link("← Newer", { direction: "prev", prev_page_cursor: pagination.prev_page_cursor }) : null,
     pagination.has_next_page ? link("Older →", { direction: "next", next_page_cursor: pagination.next_page_cursor }) : null,
   );
+}
+
+// an event's outcome from its deliveries (status.js), not its stored status (which says only
+// that it was accepted and routed)
+function verdictCell(v) {
+  if (!v) return h("span", { class: "muted" }, "—");
+  return [verdictBadge(v), h("div", { class: "muted small" }, v.detail)];
 }
 
 export async function events(page) {
@@ -145,14 +138,16 @@ export async function events(page) {
   h("button", { type: "submit", class: "primary" }, "Filter"),
   h("a", { class: "button", href: href(pid, "events") }, "Clear"));
 
-  const rows = (data?.content || []).map((ev) =>
+  const list = data?.content || [];
+  const verdicts = await Promise.all(list.map((ev) => eventVerdict(p, ev).catch(() => null)));
+  const rows = list.map((ev, i) =>
     h("tr", { "data-event": ev.uid },
       h("td", {}, h("a", { href: href(pid, `events/${ev.uid}`) }, ev.event_type)),
       h("td", { class: "mono small" }, ev.uid),
       h("td", {}, ev.kind === "broadcast"
         ? h("a", { href: href(pid, `broadcasts/${ev.uid}`) }, badge("broadcast", "info"))
         : ev.kind),
-      h("td", {}, status(ev.status)),
+      h("td", { class: "status" }, verdictCell(verdicts[i])),
       h("td", {}, when(ev.created_at)),
     ));
   page.render(
@@ -213,11 +208,11 @@ export async function event(page) {
       const job = await p.post("/eventdeliveries/batchretry", undefined, { status: "Failure", eventId: eid });
       await page.every(500, async () => {
         const j = await p.get(`/batch-jobs/${job.uid}`);
-        jobBox.replaceChildren(`Batch retry ${j.status}: ${j.processed} of ${j.total} processed, ${j.requeued} requeued.`);
+        fill(jobBox, `Batch retry ${j.status}: ${j.processed} of ${j.total} processed, ${j.requeued} requeued.`);
         return j.status === "queued" || j.status === "running";
       });
     } catch (err) {
-      jobBox.replaceChildren(errorBox(err));
+      fill(jobBox, errorBox(err));
     }
     page.wake();
   }
@@ -226,12 +221,14 @@ export async function event(page) {
     const data = await p.get("/eventdeliveries", { eventId: eid, perPage: 100 });
     const list = data.content;
     const failed = list.some((d) => d.status === "Failure");
+    const verdict = ev.kind === "broadcast" ? await eventVerdict(p, ev) : listVerdict(data);
     page.render(
-      h("h1", {}, ev.event_type, " ", status(ev.status)),
+      h("h1", {}, ev.event_type, " ", h("span", { class: "outcome" }, verdictBadge(verdict))),
       kv([
         ["Event ID", h("span", { class: "mono" }, ev.uid)],
         ["Kind", ev.kind === "broadcast"
           ? h("a", { href: href(pid, `broadcasts/${eid}`) }, "broadcast: live progress →") : ev.kind],
+        ["Outcome", verdict.detail],
         ["Created (UTC)", when(ev.created_at)],
         ["Idempotency key", ev.idempotency_key || "—"],
       ]),
