@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from hookcast import cli, progress
+from hookcast.settings import Settings
 from support import Behaviour, Gateway, Project, Receiver, free_port, wait_until
 
 
@@ -258,3 +259,26 @@ def test_progress_line_renders_counts_share_and_rate() -> None:
     assert "?/?" not in progress.render("broadcast", 3, None, None) and "3/?" in (
         progress.render("broadcast", 3, None, None)
     )
+
+
+def test_databases_are_shown_by_absolute_path_and_without_password(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli.shown_database("sqlite:///hookcast.db") == f"sqlite:///{tmp_path}/hookcast.db"
+    pg = "postgresql://app:s3cret@db.internal:5432/hooks"
+    assert cli.shown_database(pg) == "postgresql://app:***@db.internal:5432/hooks"
+    text = cli.greeting(Settings(database_url=pg, host="0.0.0.0", port=5005))
+    assert "s3cret" not in text and "app:***@db.internal" in text
+    assert "hookcast: dashboard: http://127.0.0.1:5005/dashboard/" in text
+    # the default address needs no --url; a PostgreSQL database is named by the variable
+    assert 'with HOOKCAST_DATABASE_URL set to this database: eval "$(hookcast project create' in (
+        text
+    )
+    assert "--url" not in text and "--database-url" not in text
+
+
+def test_counts_read_as_english() -> None:
+    assert cli.plural(1, "delivery", "deliveries") == "1 delivery"
+    assert cli.plural(0, "delivery", "deliveries") == "0 deliveries"
+    assert cli.plural(1200, "endpoint", "endpoints") == "1,200 endpoints"

@@ -1,4 +1,5 @@
-"""A small client of hookcast's own REST API, for ``hookcast send`` and ``hookcast tail``.
+"""A small client of hookcast's own REST API, for the CLI's remote commands (``send``,
+``tail``, ``retry``, ``replay``, ``endpoint``, ``subscription``).
 
 It speaks to a running gateway over HTTP like any producer would, so it works against
 any deployment (one process or many) and needs nothing but a URL and an API key.
@@ -12,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import orjson
@@ -22,7 +24,12 @@ _SEEN_MAX = 20_000
 
 
 class ApiClientError(HookcastError):
-    """The gateway could not be reached, or answered with an error."""
+    """The gateway could not be reached, or answered with an error. ``status`` is the
+    HTTP status of an error answer (0 when there was none)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ApiClient:
@@ -65,15 +72,57 @@ class ApiClient:
         try:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise ApiClientError(f"{method} {path}: HTTP {status}, not JSON") from exc
+            raise ApiClientError(f"{method} {path}: HTTP {status}, not JSON", status) from exc
         if status >= 400 or not isinstance(doc, dict) or doc.get("status") is not True:
             message = doc.get("message") if isinstance(doc, dict) else None
-            raise ApiClientError(f"{method} {path}: HTTP {status}: {message or 'failed'}")
+            raise ApiClientError(f"{method} {path}: HTTP {status}: {message or 'failed'}", status)
         return doc.get("data")
 
 
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
+
+
+# ------------------------------------------------------------------ projects, endpoints,
+# subscriptions
+
+
+async def key_projects(client: ApiClient) -> list[str]:
+    """The ids of the projects the client's key reaches: its own for a project key,
+    every project for an instance admin key."""
+    data = await client.call("GET", "/api/v1/projects")
+    return [str(p["uid"]) for p in data or [] if isinstance(p, dict) and p.get("uid")]
+
+
+def project_path(project_id: str, *parts: str) -> str:
+    """``/api/v1/projects/{project_id}/part/...``, each part quoted."""
+    return "/".join(("/api/v1/projects", *(quote(p, safe="") for p in (project_id, *parts))))
+
+
+async def list_all(
+    client: ApiClient, path: str, params: dict[str, str] | None = None, *, limit: int = 100
+) -> tuple[list[dict[str, Any]], bool]:
+    """Up to *limit* items of a paginated list, oldest first, following the cursors; and
+    whether more were left."""
+    query = {**(params or {}), "perPage": str(min(max(limit, 1), 1000)), "sort": "ASC"}
+    items: list[dict[str, Any]] = []
+    while True:
+        page = await client.call("GET", path, params=query)
+        items.extend(_content(page))
+        paging = page.get("pagination") if isinstance(page, dict) else None
+        more = isinstance(paging, dict) and bool(paging.get("has_next_page"))
+        cursor = paging.get("next_page_cursor") if isinstance(paging, dict) else None
+        if len(items) >= limit:
+            return items[:limit], more or len(items) > limit
+        if not more or not cursor:
+            return items, False
+        query["next_page_cursor"] = str(cursor)
+
+
+async def one(client: ApiClient, method: str, path: str, body: Any = None) -> dict[str, Any]:
+    """A call whose ``data`` is one object (``{}`` when it is not)."""
+    data = await client.call(method, path, json=body)
+    return data if isinstance(data, dict) else {}
 
 
 # ------------------------------------------------------------------ send

@@ -116,10 +116,12 @@ async def create_project(
     *,
     config: dict[str, Any] | None = None,
     project_type: str = "outgoing",
+    can_broadcast: bool = False,
     clock: Callable[[], int] = _now_us,
     randbytes: Callable[[int], bytes] = os.urandom,
 ) -> tuple[Project, ApiKey, str]:
-    """A project and its first (admin) key."""
+    """A project and its first (admin) key; the key may broadcast only when
+    *can_broadcast* grants it (``hookcast project create NAME --broadcast``)."""
     name = name.strip()
     if not name:
         raise ValidationError("please provide a project name")
@@ -130,8 +132,15 @@ async def create_project(
         store,
         project_id=project.id,
         role=KeyRole.ADMIN,
+        can_broadcast=can_broadcast,
         name=f"{name} default key",
         clock=clock,
         randbytes=randbytes,
     )
     return project, key, token
+
+
+async def projects_named(store: Catalog, name: str) -> list[Project]:
+    """The projects called *name* (names need not be unique: ids tell projects apart)."""
+    name = name.strip()
+    return [p for p in await store.list_projects() if p.name == name]
