@@ -228,6 +228,7 @@ async def start(
             metrics=metrics if settings.metrics_enabled else None,
             metrics_route=metrics_elsewhere is None,
             metrics_token=settings.metrics_token,
+            portal_frame_ancestors=settings.portal_frame_ancestors,
         )
         running.runner = api_runner(app)
         await running.runner.setup()

@@ -7,6 +7,7 @@ at import time.
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -99,6 +100,12 @@ class Settings(BaseSettings):
     otel_enabled: bool = False
     otel_exporter: Literal["otlp", "console"] = "otlp"
 
+    #: who may show the customer portal (``/portal``) in a frame: the Content-Security-Policy
+    #: ``frame-ancestors`` sources, space-separated: ``'none'`` (the default: nobody),
+    #: ``'self'``, origins such as ``https://app.example.com`` or ``https://*.example.com``,
+    #: or a scheme (``https:``)
+    portal_frame_ancestors: str = "'none'"
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
 
@@ -122,6 +129,11 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("portal_frame_ancestors")
+    @classmethod
+    def _frame_ancestors(cls, value: str) -> str:
+        return frame_ancestors(value)
+
     @field_validator("metrics_address")
     @classmethod
     def _metrics_address(cls, value: str) -> str:
@@ -139,6 +151,42 @@ class Settings(BaseSettings):
             for p in self.allowed_networks.split(",")
             if p.strip()
         ]
+
+
+#: a CSP host-source: an optional scheme, a host (its leftmost label may be ``*``), an
+#: optional port (or ``*``); no path, no quotes, no separators
+_HOST_SOURCE = re.compile(
+    r"^(?:https?://)?(?:\*\.)?[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+    r"(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*(?::(?:[0-9]{1,5}|\*))?/?$"
+)
+_SCHEME_SOURCE = re.compile(r"^https?:$")
+
+
+def frame_ancestors(value: str) -> str:
+    """HOOKCAST_PORTAL_FRAME_ANCESTORS checked and normalised into CSP source expressions:
+    ``'none'``, ``'self'``, the schemes ``https:`` and ``http:`` and host sources
+    (``https://app.example.com``, ``https://*.example.com:8443``). ``none`` and ``self``
+    may be written without their quotes. Anything else (a ``;`` or ``,``, a path, a bare
+    ``*``, another keyword) is refused: the value goes into a response header."""
+    name = "HOOKCAST_PORTAL_FRAME_ANCESTORS"
+    sources: list[str] = []
+    for part in value.split():
+        word = part.lower()
+        keyword = word.strip("'")
+        if keyword in ("none", "self"):
+            sources.append(f"'{keyword}'")
+        elif word == "*" or not (_SCHEME_SOURCE.match(word) or _HOST_SOURCE.match(word)):
+            raise ValueError(
+                f"{name}: {part!r} is not an origin: give space-separated origins such as "
+                "https://app.example.com or https://*.example.com, 'self', or 'none'"
+            )
+        else:
+            sources.append(word)
+    if not sources:
+        return "'none'"
+    if "'none'" in sources and len(sources) > 1:
+        raise ValueError(f"{name}: 'none' cannot be combined with other sources")
+    return " ".join(dict.fromkeys(sources))
 
 
 def split_host_port(value: str) -> tuple[str, int]:

@@ -197,10 +197,12 @@ def create_app(
     metrics: Metrics | None = None,
     metrics_route: bool = True,
     metrics_token: str = "",
+    portal_frame_ancestors: str | None = None,
 ) -> web.Application:
     """The API. With *metrics*, requests in flight are counted and, unless *metrics_route*
     is false (``/metrics`` served elsewhere), ``GET /metrics`` is served, for
-    ``Authorization: Bearer <metrics_token>`` only when a token is given."""
+    ``Authorization: Bearer <metrics_token>`` only when a token is given.
+    *portal_frame_ancestors*: who may frame the customer portal (checked CSP sources)."""
     app = web.Application(
         middlewares=[front(metrics)],
         client_max_size=max_body_bytes,
@@ -220,7 +222,8 @@ def create_app(
     if metrics is not None and metrics_route:  # Prometheus text format
         app.router.add_get("/metrics", metrics_handler(metrics, context.store, metrics_token))
     app.router.add_get("/openapi.json", _openapi_handler(orjson.dumps(build_openapi(ALL_ROUTES))))
-    dashboard.setup(app)  # the web UI at /dashboard/ (and / redirects there)
+    # the web UI at /dashboard/ (and / redirects there), the customer portal at /portal
+    dashboard.setup(app, portal_frame_ancestors=portal_frame_ancestors)
     return app
 
 
