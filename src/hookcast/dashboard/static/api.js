@@ -20,7 +20,16 @@ export class ApiError extends Error {
 
 // api("GET", "/projects", {query: {perPage: 50}}) -> the envelope's data; a list value is
 // sent as the parameter repeated (status: ["Success", "Failure"])
-export async function api(method, path, { query, body } = {}) {
+export async function api(method, path, options = {}) {
+  return (await call(method, path, options)).data;
+}
+
+// {data, message}: for actions whose outcome the API says in words ("1 successful, 0 failed")
+export function apiMessage(method, path, body) {
+  return call(method, path, { body });
+}
+
+async function call(method, path, { query, body } = {}) {
   const url = new URL("/api/v1" + path, location.origin);
   for (const [name, value] of Object.entries(query || {})) {
     for (const one of [value].flat()) {
@@ -41,7 +50,7 @@ export async function api(method, path, { query, body } = {}) {
     doc = { status: false, message: `${res.status} ${res.statusText}` };
   }
   if (!res.ok || doc.status === false) throw new ApiError(res.status, doc.message || res.statusText);
-  return doc.data;
+  return { data: doc.data, message: doc.message || "" };
 }
 
 // the routes of one project: p.get("/endpoints", {perPage: 100})
@@ -51,5 +60,8 @@ export function projectApi(projectId) {
     get: (path, query) => api("GET", base + path, { query }),
     post: (path, body, query) => api("POST", base + path, { body, query }),
     put: (path, body) => api("PUT", base + path, { body }),
+    del: (path) => api("DELETE", base + path),
+    // the whole envelope's message too, for actions whose answer is only a message
+    send: (method, path, body) => apiMessage(method, base + path, body),
   };
 }

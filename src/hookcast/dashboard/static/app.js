@@ -2,6 +2,8 @@
 import { ApiError, api, projectApi, session } from "./api.js";
 import { broadcastProgress, broadcasts } from "./broadcast.js";
 import { errorBox, fill, h, table, when } from "./dom.js";
+import { apiKeys, portalLinks } from "./access.js";
+import { endpointPage, newEndpoint, subscriptionEditor } from "./endpoint.js";
 import { delivery, endpoints, event, events } from "./views.js";
 
 const main = document.getElementById("main");
@@ -10,12 +12,29 @@ const ROUTES = [
   [/^\/login$/, login],
   [/^\/projects$/, projects],
   [/^\/p\/([^/]+)\/endpoints$/, endpoints],
+  [/^\/p\/([^/]+)\/endpoints\/new$/, newEndpoint],
+  [/^\/p\/([^/]+)\/endpoints\/([^/]+)$/, endpointPage],
+  [/^\/p\/([^/]+)\/subscriptions\/new$/, subscriptionEditor],
+  [/^\/p\/([^/]+)\/subscriptions\/([^/]+)$/, subscriptionEditor],
+  [/^\/p\/([^/]+)\/keys$/, apiKeys],
+  [/^\/p\/([^/]+)\/portal-links$/, portalLinks],
   [/^\/p\/([^/]+)\/events$/, events],
   [/^\/p\/([^/]+)\/events\/([^/]+)$/, event],
   [/^\/p\/([^/]+)\/deliveries\/([^/]+)$/, delivery],
   [/^\/p\/([^/]+)\/broadcasts$/, broadcasts],
   [/^\/p\/([^/]+)\/broadcasts\/([^/]+)$/, broadcastProgress],
 ];
+
+// the element with the keyboard focus in <main>, as a selector that finds it alone (by its
+// id, or its tag and classes), to focus its successor after a redraw; null if none
+function focusedSelector() {
+  const el = document.activeElement;
+  if (!el || el === main || !main.contains(el)) return null;
+  if (el.id) return `#${CSS.escape(el.id)}`;
+  if (!el.classList.length) return null;
+  const selector = el.tagName.toLowerCase() + [...el.classList].map((c) => `.${CSS.escape(c)}`).join("");
+  return main.querySelectorAll(selector).length === 1 ? selector : null;
+}
 
 let current = null; // the page on screen: left (its timers stopped) when the hash changes
 
@@ -26,8 +45,18 @@ function makePage(params, query) {
     params,
     query,
     left: false,
+    // a redraw keeps the keyboard's place: the focused control's successor takes the focus,
+    // or, when it is gone for a while (a Retry button while the retry runs), the next
+    // drawing that has it again, unless the focus went elsewhere meanwhile
+    lost: null,
     render(...nodes) {
-      if (!page.left) fill(main, nodes);
+      if (page.left) return;
+      const resting = document.activeElement === document.body || document.activeElement === null;
+      const again = focusedSelector() || (resting ? page.lost : null);
+      fill(main, nodes);
+      const next = again ? main.querySelector(again) : null;
+      next?.focus();
+      page.lost = next ? null : again;
     },
     wake() {
       // cut the current waits of loop() short
@@ -116,6 +145,8 @@ function header(projectId, path) {
       link(`${base}/endpoints`, "Endpoints"),
       link(`${base}/events`, "Events"),
       link(`${base}/broadcasts`, "Broadcasts"),
+      link(`${base}/keys`, "API keys"),
+      link(`${base}/portal-links`, "Portal links"),
     );
   }
   fill(nav, items);

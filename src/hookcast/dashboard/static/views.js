@@ -2,6 +2,7 @@
 // attempts; resend and retry.
 import { projectApi } from "./api.js";
 import { badge, errorBox, fill, h, json, kv, table, when } from "./dom.js";
+import { act, feedback } from "./forms.js";
 import {
   DONE, countStatuses, detail, eventVerdict, health, listVerdict, rateTone, statusBadge as status,
   summarize, verdictBadge,
@@ -49,15 +50,23 @@ function successRate(counts) {
 export async function endpoints(page) {
   const [pid] = page.params;
   const p = projectApi(pid);
+  const deleted = page.query.get("deleted");
+  const notice = feedback();
+  if (deleted) notice.ok(`Endpoint ${deleted} deleted.`);
+  let shown = ""; // what is on screen: drawn again only when it changed (the focus stays)
   await page.every(10000, async () => {
     const [data, recent] = await Promise.all([
       p.get("/endpoints", { perPage: 100, q: page.query.get("q") }),
       p.get("/eventdeliveries", { perPage: RECENT }),
     ]);
+    const drawn = JSON.stringify([data.content, recent.content.map((d) => [d.endpoint_id, d.status])]);
+    if (drawn === shown) return;
+    shown = drawn;
     const counts = byEndpoint(recent.content);
     const rows = data.content.map((ep) =>
       h("tr", { "data-endpoint": ep.uid },
-        h("td", {}, h("strong", {}, ep.name), h("div", { class: "muted mono small" }, ep.url)),
+        h("td", {}, h("a", { href: href(pid, `endpoints/${ep.uid}`) }, h("strong", {}, ep.name)),
+          h("div", { class: "muted mono small" }, ep.url)),
         h("td", {}, ep.owner_id || "—"),
         h("td", {}, status(ep.status), ep.disabled_reason ? h("div", { class: "muted small" }, ep.disabled_reason) : null),
         h("td", { class: "health" }, verdictBadge(health(ep, counts.get(ep.uid) || {}))),
@@ -66,7 +75,9 @@ export async function endpoints(page) {
         h("td", {}, h("a", { href: href(pid, `events?endpointId=${ep.uid}`) }, "Events")),
       ));
     page.render(
-      h("h1", {}, "Endpoints"),
+      h("div", { class: "section-head" }, h("h1", {}, "Endpoints"),
+        h("a", { class: "button primary-link new-endpoint", href: href(pid, "endpoints/new") }, "New endpoint")),
+      notice.el,
       h("p", { class: "muted" },
         `Health from the status, the circuit breaker and the success rate of the project's last ${RECENT} deliveries (one waiting for a retry counts as failed so far); refreshed every 10 s.`),
       table(["Endpoint", "Owner", "Status", "Health", "Breaker", "Success rate", ""], rows, "No endpoints yet."),
@@ -163,23 +174,42 @@ export async function events(page) {
 // poll quickly while a delivery is in flight, slowly otherwise; actions wake the page up
 const pace = (busy) => (busy ? 1000 : 10000);
 
-function resendButton(p, d, page) {
-  if (!RESENDABLE.has(d.status)) return null;
+// an action button whose outcome (the API's message) or refusal is said in box
+function actionButton(cls, label, title, box, page, fn) {
   return h("button", {
-    class: "resend",
+    type: "button",
+    class: cls,
+    title,
     async onclick(e) {
-      e.target.disabled = true;
-      try {
-        await p.put(`/eventdeliveries/${d.uid}/resend`);
-      } catch (err) {
-        alert(err.message);
-      }
+      await act(e.currentTarget, box, async () => box.ok(await fn()));
       page.wake();
     },
-  }, "Resend");
+  }, label);
 }
 
-function deliveryRow(pid, p, d, names, page) {
+// retry one failed delivery now (Convoy's resend)
+function resendButton(p, d, page, box) {
+  if (!RESENDABLE.has(d.status)) return null;
+  return actionButton("resend", "Retry", "Send this failed delivery again now", box, page, async () => {
+    await p.put(`/eventdeliveries/${d.uid}/resend`);
+    return `Delivery ${d.uid} queued for another try.`;
+  });
+}
+
+// send a successful delivery again (Convoy's forceresend)
+function forceResendButton(p, d, page, box) {
+  if (d.status !== "Success") return null;
+  return actionButton("force-resend", "Force resend", "Send this delivery again although it succeeded", box, page,
+    async () => `Force resend: ${(await p.send("POST", "/eventdeliveries/forceresend", { ids: [d.uid] })).message}.`);
+}
+
+// send the event again to every endpoint it went to (its finished deliveries requeued)
+function replayButton(p, eventId, page, box) {
+  return actionButton("replay", "Replay event", "Send the event again to every endpoint it went to", box, page,
+    async () => `${(await p.send("PUT", `/events/${eventId}/replay`)).message}: its finished deliveries are queued again.`);
+}
+
+function deliveryRow(pid, p, d, names, page, box) {
   return h("tr", { "data-delivery": d.uid },
     h("td", {}, h("a", { href: href(pid, `deliveries/${d.uid}`), class: "mono small" }, d.uid)),
     h("td", {}, names.get(d.endpoint_id) || d.endpoint_id),
@@ -187,7 +217,7 @@ function deliveryRow(pid, p, d, names, page) {
     h("td", {}, d.metadata.num_trials),
     h("td", {}, d.latency_seconds ? `${(d.latency_seconds * 1000).toFixed(1)} ms` : "—"),
     h("td", {}, when(d.updated_at)),
-    h("td", {}, resendButton(p, d, page)),
+    h("td", {}, resendButton(p, d, page, box)),
   );
 }
 
@@ -201,6 +231,9 @@ export async function event(page) {
   const p = projectApi(pid);
   const [ev, names] = await Promise.all([p.get(`/events/${eid}`), endpointNames(p)]);
   const jobBox = h("div", { class: "job" });
+  const box = feedback();
+  const replay = replayButton(p, eid, page, box);
+  let shown = ""; // what is on screen: drawn again only when it changed (the focus stays)
 
   async function retryFailed(e) {
     e.target.disabled = true;
@@ -222,6 +255,9 @@ export async function event(page) {
     const list = data.content;
     const failed = list.some((d) => d.status === "Failure");
     const verdict = ev.kind === "broadcast" ? await eventVerdict(p, ev) : listVerdict(data);
+    const drawn = JSON.stringify([list, verdict]);
+    if (drawn === shown) return pace(list.some((d) => !DONE.has(d.status)));
+    shown = drawn;
     page.render(
       h("h1", {}, ev.event_type, " ", h("span", { class: "outcome" }, verdictBadge(verdict))),
       kv([
@@ -232,6 +268,8 @@ export async function event(page) {
         ["Created (UTC)", when(ev.created_at)],
         ["Idempotency key", ev.idempotency_key || "—"],
       ]),
+      ev.kind === "broadcast" ? null : h("div", { class: "actions" }, replay),
+      box.el,
       h("h2", {}, "Payload"),
       json(ev.data),
       h("div", { class: "section-head" },
@@ -239,7 +277,7 @@ export async function event(page) {
         failed ? h("button", { class: "retry", onclick: retryFailed }, "Retry failed deliveries") : null),
       jobBox,
       table(["Delivery", "Endpoint", "Status", "Attempts", "Latency", "Updated (UTC)", ""],
-        list.map((d) => deliveryRow(pid, p, d, names, page)), "No deliveries."),
+        list.map((d) => deliveryRow(pid, p, d, names, page, box)), "No deliveries."),
     );
     return pace(list.some((d) => !DONE.has(d.status)));
   });
@@ -287,12 +325,17 @@ export async function delivery(page) {
   const p = projectApi(pid);
   const names = await endpointNames(p);
   let selected = null; // the attempt whose request and response are shown
+  const box = feedback();
+  let shown = ""; // what is on screen: drawn again only when it changed (the focus stays)
 
   await page.loop(async () => {
     const [d, attempts] = await Promise.all([
       p.get(`/eventdeliveries/${did}`),
       p.get(`/eventdeliveries/${did}/deliveryattempts`),
     ]);
+    const drawn = JSON.stringify([d, attempts]);
+    if (drawn === shown) return pace(!DONE.has(d.status));
+    shown = drawn;
     const draw = () => {
       const rows = attempts.map((a, i) =>
         h("tr", {
@@ -308,7 +351,9 @@ export async function delivery(page) {
       const shown = attempts.find((a) => a.uid === selected);
       page.render(
         h("h1", {}, "Delivery ", h("span", { class: "mono" }, d.uid)),
-        h("div", { class: "actions" }, h("span", { class: "status" }, status(d.status)), resendButton(p, d, page)),
+        h("div", { class: "actions" }, h("span", { class: "status" }, status(d.status)),
+          resendButton(p, d, page, box), forceResendButton(p, d, page, box), replayButton(p, d.event_id, page, box)),
+        box.el,
         kv([
           ["Event", h("a", { href: href(pid, `events/${d.event_id}`) }, `${d.event_type} (${d.event_id})`)],
           ["Endpoint", names.get(d.endpoint_id) || d.endpoint_id],
