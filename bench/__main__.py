@@ -18,6 +18,7 @@ from bench import (
     harness,
     ingest,
     noisy,
+    outbox,
     postgres,
     procs,
     reference,
@@ -28,7 +29,8 @@ from bench import (
 # one module per scenario, run in this order (cases interleave run by run); the reference
 # prototype right after e2e, so its runs alternate with hookcast's in every round
 SCENARIOS: dict[str, ModuleType] = {
-    m.NAME: m for m in (ingest, e2e, reference, broadcast, noisy, postgres, growth, baseline)
+    m.NAME: m
+    for m in (ingest, e2e, reference, broadcast, noisy, postgres, growth, outbox, baseline)
 }
 
 REPO = procs.REPO

@@ -881,6 +881,109 @@ def cmd_subscription_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ the outbox
+
+
+def cmd_outbox_install(args: argparse.Namespace) -> int:
+    from hookcast.outbox.install import install
+    from hookcast.outbox.table import OutboxTable
+
+    table = OutboxTable(args.schema)
+    if not is_postgres(args.database_url):
+        raise HookcastError(
+            "--database-url: give the application's PostgreSQL database (postgresql://...)"
+        )
+    created = _run(install(args.database_url, table))
+    doc = {"table": table.name, "channel": table.channel, "created": created}
+    state = "created" if created else "already there, unchanged"
+    _print(args, doc, f"outbox table {table.name} {state} (NOTIFY channel {table.channel})")
+    return 0
+
+
+async def _relay_project(args: argparse.Namespace, client: apiclient.ApiClient) -> str:
+    """The relay's default project; "" when the key reaches several (rows then name theirs)."""
+    try:
+        return await _project(args, client)
+    except apiclient.ApiClientError:
+        raise
+    except HookcastError as exc:
+        import logging
+
+        logging.getLogger("hookcast.outbox").warning(
+            "relay.no_default_project", extra={"reason": exc.message}
+        )
+        return ""
+
+
+def cmd_relay(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+
+    from hookcast.outbox.relay import Relay, RelayOptions
+    from hookcast.outbox.table import OutboxTable
+
+    if not is_postgres(args.source_url):
+        raise HookcastError("--source-url: give the application's PostgreSQL database")
+    table = OutboxTable(args.schema)
+    settings = Settings()
+    logs.configure(settings.log_level, "text" if args.text_logs else settings.log_format)
+    options = RelayOptions(
+        batch=args.batch,
+        concurrency=args.concurrency,
+        lanes=args.lanes,
+        poll_interval_s=args.poll_interval,
+        drain=args.drain,
+    )
+    log = logging.getLogger("hookcast.outbox")
+
+    async def go() -> Any:
+        async with _client(args) as client:
+            project = await _relay_project(args, client)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            log.info(
+                "relay.starting",
+                extra={
+                    "source": shown_database(args.source_url),
+                    "table": table.name,
+                    "project": project,
+                },
+            )
+            return await Relay(args.source_url, client, project, table, options).run(stop)
+
+    total = _run(go())
+    log.info("relay.stopped", extra=vars(total))
+    return 0
+
+
+def _add_outbox_commands(sub: Any) -> None:
+    """``outbox install`` and ``relay``: the transactional outbox (docs/outbox.md)."""
+    outbox = sub.add_parser(
+        "outbox", help="the transactional outbox in your application's database"
+    ).add_subparsers(dest="action", required=True)
+    p = outbox.add_parser("install", help="create the outbox table (idempotent)")
+    p.add_argument("--database-url", required=True, help="your application's postgresql://...")
+    p.add_argument("--schema", default="public", help="the table's schema (public)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_outbox_install)
+
+    p = sub.add_parser("relay", help="publish the outbox's committed events into hookcast")
+    p.add_argument("--source-url", required=True, help="your application's postgresql://...")
+    p.add_argument("--schema", default="public", help="the outbox table's schema (public)")
+    _remote(p)
+    p.add_argument("--batch", type=int, default=200, metavar="N", help="rows per transaction")
+    p.add_argument(
+        "--concurrency", type=int, default=64, help="publish calls in flight per lane (64)"
+    )
+    p.add_argument("--lanes", type=int, default=2, help="batches in flight at once (2)")
+    p.add_argument("--poll-interval", type=float, default=1.0, metavar="S", help="poll every S s")
+    p.add_argument("--drain", action="store_true", help="stop once no row is due")
+    p.add_argument("--text-logs", action="store_true", help="human-readable logs")
+    p.set_defaults(fn=cmd_relay)
+
+
 # ------------------------------------------------------------------ the parser
 
 
@@ -1090,6 +1193,7 @@ def parser() -> argparse.ArgumentParser:
 
     _add_remote_commands(sub)
     _add_endpoint_commands(sub)
+    _add_outbox_commands(sub)
 
     apikey = sub.add_parser("apikey", help="manage API keys").add_subparsers(
         dest="action", required=True
