@@ -7,7 +7,6 @@ Screenshots of every page land in test-artifacts/dashboard/.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -17,20 +16,10 @@ from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from support import ADMIN_KEY, Behaviour, Gateway, Project, Receiver, wait_until
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
 #: two tries a second apart: a failing delivery ends as Failure quickly; the breaker trips
 #: on the 4th failure (2 events x 2 tries) and lets a probe through a second later
@@ -71,22 +60,6 @@ FOCUS_JS = """() => {
 }"""
 ACCENT = "rgb(52, 87, 213)"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(
-            f"{CHROMIUM} is missing: the dashboard tests need Debian's chromium. Install it "
-            "with `apt-get install -y chromium` (as root; .ci/run does this in CI).",
-            pytrace=False,
-        )
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ Every refusal on the way is the API's own message, in an alert next to its form.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,20 +19,10 @@ from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from support import Behaviour, Gateway, Project, Receiver, wait_until
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard-operator"
 #: two tries a second apart: a failing delivery ends as Failure quickly; the breaker never
 #: opens (it would hold the retry)
@@ -50,22 +39,6 @@ FOCUS_JS = """() => {
           visible: el.matches(":focus-visible")};
 }"""
 RING = ["solid", "2px", "rgb(52, 87, 213)"]
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(
-            f"{CHROMIUM} is missing: the dashboard tests need Debian's chromium. Install it "
-            "with `apt-get install -y chromium` (as root; .ci/run does this in CI).",
-            pytrace=False,
-        )
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 class Tab:

@@ -17,27 +17,16 @@ page land in test-artifacts/portal/.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from support import Behaviour, Gateway, Project, Receiver, make_settings, wait_until
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "portal"
 #: two attempts a second apart, so that a failing delivery ends as Failure quickly; the
 #: breaker never opens (it would hold the retry)
@@ -102,22 +91,6 @@ def gateway(
     gw = Gateway(make_settings(str(tmp_path / "hookcast.db")))
     yield gw
     gw.stop()
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(
-            f"{CHROMIUM} is missing: the portal tests need Debian's chromium. Install it "
-            "with `apt-get install -y chromium` (as root; .ci/run does this in CI).",
-            pytrace=False,
-        )
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 class Tab:

@@ -1,5 +1,7 @@
 // The JSON API, called with the portal link's token (kept for this tab only: the page
 // takes it out of the address bar as soon as it has read it).
+import { ApiError, request } from "/dashboard/api.js";
+
 const KEYS = { token: "portal.token", project: "portal.project", manage: "portal.manage" };
 
 export const session = {
@@ -22,12 +24,8 @@ export const session = {
   },
 };
 
-export class ApiError extends Error {
-  constructor(status, message) {
-    super(message);
-    this.status = status;
-  }
-}
+// ApiError and the call itself are the dashboard's (one envelope parser for both pages)
+export { ApiError };
 
 // api("GET", "/endpoints", {query: {perPage: 20}}) -> the envelope's data, for the
 // link's project
@@ -37,28 +35,7 @@ export async function api(method, path, { query, body } = {}) {
   for (const [name, value] of Object.entries(query || {})) {
     if (value !== undefined && value !== null && value !== "") url.searchParams.append(name, value);
   }
-  const headers = { Authorization: `Bearer ${session.token}` };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  let res;
-  try {
-    res = await fetch(url, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      credentials: "omit",
-      referrerPolicy: "no-referrer",
-    });
-  } catch {
-    throw new ApiError(0, "the server could not be reached: check your connection and try again");
-  }
-  let doc;
-  try {
-    doc = await res.json();
-  } catch {
-    doc = { status: false, message: `${res.status} ${res.statusText}` };
-  }
-  if (!res.ok || doc.status === false) throw new ApiError(res.status, doc.message || res.statusText);
-  return doc.data;
+  return (await request(method, url, session.token, body)).data;
 }
 
 export const get = (path, query) => api("GET", path, { query });

@@ -36,13 +36,27 @@ async function call(method, path, { query, body } = {}) {
       if (one !== undefined && one !== null && one !== "") url.searchParams.append(name, one);
     }
   }
-  const headers = { Authorization: `Bearer ${session.key}` };
+  return request(method, url, session.key, body);
+}
+
+// One call of the JSON API with a bearer credential (the dashboard's key, the portal's
+// token): {data, message} of the envelope, or an ApiError with the API's own message.
+// Shared with the customer portal (portal/api.js).
+export async function request(method, url, credential, body) {
+  const headers = { Authorization: `Bearer ${credential}` };
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  const res = await fetch(url, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  let res;
+  try {
+    res = await fetch(url, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: "omit",
+      referrerPolicy: "no-referrer",
+    });
+  } catch {
+    throw new ApiError(0, "the server could not be reached: check your connection and try again");
+  }
   let doc;
   try {
     doc = await res.json();
