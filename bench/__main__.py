@@ -13,11 +13,13 @@ from types import ModuleType
 from bench import (
     baseline,
     broadcast,
+    brokers,
     e2e,
     growth,
     harness,
     ingest,
     noisy,
+    ordering,
     outbox,
     postgres,
     procs,
@@ -30,7 +32,19 @@ from bench import (
 # prototype right after e2e, so its runs alternate with hookcast's in every round
 SCENARIOS: dict[str, ModuleType] = {
     m.NAME: m
-    for m in (ingest, e2e, reference, broadcast, noisy, postgres, growth, outbox, baseline)
+    for m in (
+        ingest,
+        brokers,
+        e2e,
+        reference,
+        broadcast,
+        noisy,
+        ordering,
+        postgres,
+        growth,
+        outbox,
+        baseline,
+    )
 }
 
 REPO = procs.REPO

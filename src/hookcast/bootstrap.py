@@ -9,8 +9,9 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -34,6 +35,7 @@ from hookcast.settings import Settings
 from hookcast.store import Store, open_store
 from hookcast.store.event_types import EventTypeStore
 from hookcast.store.portal_links import PortalLinkStore
+from hookcast.store.sources import SourceStore
 from hookcast.tracing import Tracing
 from hookcast.tracing import setup as setup_tracing
 
@@ -194,6 +196,8 @@ async def start(
         retention = RetentionRunner(records, settings.retention_interval_s)
         for runner in (running.fanout, watcher, batches, prober, retention):
             running.background.append((runner, asyncio.create_task(runner.run())))
+        # broker sources (issue 17, docs/brokers.md): consumers of the pub_sub sources
+        running.background.append(_broker_sources(settings, store, metrics, wake_all))
         if not api and settings.metrics_enabled and settings.metrics_port:
             running.metrics_runner = await start_listener(
                 metrics, records, settings.host, settings.metrics_port, settings.metrics_token
@@ -220,6 +224,10 @@ async def start(
             tracing=tracing,
             event_types=EventTypeStore(store.db),
             portal_links=portal_links,
+            sources=SourceStore(store.db),
+            check_pub_sub=_check_pub_sub,
+            source_rate_limit=settings.api_rate_limit,
+            metrics=metrics if settings.metrics_enabled else None,
         )
         metrics_elsewhere = settings.metrics_listen_address()
         app = create_app(
@@ -267,6 +275,48 @@ async def _serve_metrics(
                 "to serve it on an internal address"
             },
         )
+
+
+def _check_pub_sub(doc: Any) -> object:
+    """The broker consumers' check of a ``pub_sub`` source, for the /sources API (loaded
+    when a pub_sub source is saved, not at start)."""
+    from hookcast.brokers import check_pub_sub
+
+    return check_pub_sub(doc)
+
+
+def _broker_sources(
+    settings: Settings, store: Store, metrics: Metrics, wake: Callable[[], None]
+) -> tuple[Stoppable, asyncio.Task[None]]:
+    """The consumers of the projects' ``pub_sub`` sources (docs/brokers.md), storing through
+    a group commit of their own. The runner re-reads the sources every few seconds; a
+    broker's client library is loaded only once a source of its kind exists."""
+    from hookcast.api.event_schemas import SchemaGate
+    from hookcast.brokers import BrokerRunner
+    from hookcast.store.sources import SourceStore
+
+    ingest = IngestQueue(
+        store.records,
+        max_batch=settings.ingest_batch_max,
+        wait_ms=settings.ingest_batch_wait_ms,
+        on_commit=wake,
+        metrics=metrics,
+    )
+    runner = BrokerRunner(
+        SourceStore(store.db).list_pub_sub_sources,
+        store.records,
+        ingest,
+        max_body_bytes=settings.max_body_bytes,
+        gate=SchemaGate(EventTypeStore(store.db)),
+    )
+
+    async def run() -> None:
+        try:
+            await runner.run()
+        finally:
+            await ingest.close()
+
+    return runner, asyncio.create_task(run())
 
 
 async def _limiter(settings: Settings) -> RedisRateLimiter | None:

@@ -14,6 +14,8 @@ Where the numbers come from:
 - **Circuit breakers** (``hookcast_circuit_breakers``) count every endpoint by the breaker
   state stored on it, read with the queue gauges: the same in every process (take ``max``),
   deleted endpoints gone from it, and right after a restart.
+- **Blocked ordering keys** (``hookcast_ordering_blocked_keys``): keys held by a delivery
+  that failed for good (docs/ordering.md), read with the queue gauges the same way.
 
 Cardinality is bounded: no per-event, per-delivery or per-endpoint labels. ``project_id``
 appears on one counter (projects are few and made by operators); every other label takes
@@ -157,6 +159,12 @@ class _QueueCollector(Collector):
         for reason, n in counts.items():
             inactive.add_metric([reason], n)
         yield inactive
+        yield GaugeMetricFamily(
+            "hookcast_ordering_blocked_keys",
+            "Ordering keys held by a delivery that failed for good, until an operator resends"
+            " or skips it (docs/ordering.md), whole gateway",
+            value=stats.blocked_keys,
+        )
 
 
 class _BreakerCollector(Collector):
@@ -310,6 +318,14 @@ class Metrics:
             "hookcast_meta_events_total",
             "Operator webhooks (meta events) by type and result: sent, failed, dropped",
             ["event_type", "result"],
+            registry=r,
+        )
+
+        # incoming webhooks (API processes): requests a source's verifier refused
+        self.source_verification_failures = Counter(
+            "hookcast_source_verification_failures_total",
+            "Requests to a source's ingest URL refused by its verifier (401), never stored",
+            ["project", "source"],
             registry=r,
         )
 

@@ -120,6 +120,12 @@ def world(gateway: Gateway, receiver: Receiver) -> World:
         201,
         json={"name": "invoice.paid", "json_schema": {"type": "object"}, "example": {}},
     )
+    source = a.ok(
+        "POST",
+        "/sources",
+        201,
+        json={"name": "mq", "type": "pub_sub", "pub_sub": _AMQP},
+    )
     other = a.endpoint(receiver.url + "/b", owner_id="owner-b")
     link_id, portal_same = _portal(a, "owner-a", manage=False)
     _, portal_manage = _portal(a, "owner-a", manage=True)
@@ -135,6 +141,7 @@ def world(gateway: Gateway, receiver: Receiver) -> World:
         "key_id": victim["uid"],
         "event_type_id": event_type["uid"],
         "portal_link_id": link_id,
+        "source_id": source["uid"],
     }
     return World(
         gateway,
@@ -150,6 +157,10 @@ def world(gateway: Gateway, receiver: Receiver) -> World:
         (other["uid"], other["secrets"][0]["value"]),
         ep["secrets"][0]["value"],
     )
+
+
+#: a broker source on a port nothing listens on (the gateway's broker runner backs off)
+_AMQP = {"type": "amqp", "amqp": {"host": "127.0.0.1", "port": 1, "queue": "q"}}
 
 
 def _bodies(w: World) -> dict[str, Any]:
@@ -178,6 +189,8 @@ def _bodies(w: World) -> dict[str, Any]:
         },
         "create_portal_link": {"name": "evil", "owner_id": "owner-a", "can_manage_endpoint": True},
         "update_portal_link": {"owner_id": "owner-b", "can_manage_endpoint": True},
+        "create_source": {"name": "evil", "type": "pub_sub", "pub_sub": _AMQP},
+        "update_source": {"name": "evil", "is_disabled": True},
     }
 
 
@@ -213,6 +226,8 @@ def _snapshot(w: World, owner: str | None = None) -> dict[str, Any]:
         f"/event-types/{i['event_type_id']}",
         "/portal-links",
         f"/portal-links/{i['portal_link_id']}",
+        "/sources",
+        f"/sources/{i['source_id']}",
     ]
     out = {path: _stable(w.a.ok("GET", path)) for path in paths}
     if owner is not None:  # what links show of another owner's endpoints may change

@@ -256,8 +256,13 @@ def test_the_migration_to_partitions_keeps_every_row() -> None:
 
         before = snapshot()
         assert [len(before[t]) for t in partitions.TABLES] == [4, 8, 4]
+
+        def upgraded() -> dict[str, list[tuple[object, ...]]]:
+            """The rows with the columns 0001 had only (later revisions add columns)."""
+            return {t: [r[: len(before[t][0])] for r in rows] for t, rows in snapshot().items()}
+
         migrate.upgrade(url)
-        assert snapshot() == before
+        assert upgraded() == before
         with psycopg.connect(url, autocommit=True) as conn:
             today = partitions.day_of(now)
             assert _where(conn, "events", _event_id(now, 2)) == partitions.partition_name(
@@ -274,4 +279,4 @@ def test_the_migration_to_partitions_keeps_every_row() -> None:
         with psycopg.connect(url, autocommit=True) as conn:
             assert _partition_names(conn, "events") == set()
         migrate.upgrade(url)
-        assert snapshot() == before
+        assert upgraded() == before

@@ -12,6 +12,7 @@ from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.typedefs import Middleware
 
 from hookcast import dashboard, logs
+from hookcast.api import incoming
 from hookcast.api.auth import RateLimitedError
 from hookcast.api.context import CTX, ApiContext, Route
 from hookcast.api.envelope import JSON, error, ok
@@ -25,6 +26,7 @@ from hookcast.api.routes import (
     keys,
     portal_links,
     projects,
+    sources,
     subscriptions,
 )
 from hookcast.domain.errors import HookcastError
@@ -45,6 +47,7 @@ ALL_ROUTES: list[Route] = [
     *keys.ROUTES,
     *event_types.ROUTES,
     *portal_links.ROUTES,
+    *sources.ROUTES,
 ]
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -217,6 +220,7 @@ def create_app(
     app[MAX_BODY] = max_body_bytes
     for route in ALL_ROUTES:
         _register(app, route)
+    incoming.setup(app, context, max_body_bytes)  # POST /ingest/{mask_id}: sources
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     if metrics is not None and metrics_route:  # Prometheus text format

@@ -6,6 +6,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pydantic
 from aiohttp import web
@@ -16,6 +17,8 @@ from hookcast.api.ingest import IngestQueue
 from hookcast.domain.ports import Records
 from hookcast.domain.ports.event_types import EventTypeCatalog
 from hookcast.domain.ports.portal_links import PortalLinks
+from hookcast.domain.sources import SourceCatalog
+from hookcast.metrics import Metrics
 from hookcast.tracing import Tracing
 
 
@@ -37,6 +40,14 @@ class ApiContext:
     event_types: EventTypeCatalog | None = None
     #: portal links (``/portal-links``); their tokens are verified by :attr:`auth`
     portal_links: PortalLinks | None = None
+    #: sources (``/sources``) and their ingest URLs (``/ingest/{mask_id}``); requests per
+    #: second per source on the ingest URL (bursts of twice that), 0 = unlimited
+    sources: SourceCatalog | None = None
+    source_rate_limit: int = 0
+    #: checks a ``pub_sub`` source's broker config (the broker consumers' own check,
+    #: ``hookcast.brokers.check_pub_sub``): a ValidationError is a 400 naming the field
+    check_pub_sub: Callable[[Any], object] | None = None
+    metrics: Metrics | None = None
     schemas: SchemaGate = field(init=False)
 
     def __post_init__(self) -> None:

@@ -102,6 +102,10 @@ class EndpointBody(_Body):
     #: hookcast: "ed25519" generates a Standard Webhooks v1a key pair instead of an HMAC
     #: secret (a supplied ``whsk_`` secret does the same)
     signature_scheme: Literal["hmac", "ed25519"] | None = None
+    #: hookcast (docs/ordering.md): "per_key" sends one delivery at a time per ordering
+    #: key, in publish order; what a delivery failed for good does to its key
+    ordering: Literal["none", "per_key"] | None = None
+    ordering_on_failure: Literal["block", "skip"] | None = None
 
     @field_validator("support_email")
     @classmethod
@@ -175,6 +179,9 @@ class _EventBody(_Body):
     custom_headers: dict[str, str] | None = None
     #: sent to endpoints as a header (the project's ``request_id_header``)
     idempotency_key: str | None = Field(default=None, max_length=200)
+    #: hookcast (docs/ordering.md): deliveries of one key to an endpoint whose ordering is
+    #: "per_key" go one at a time, in publish order
+    ordering_key: str | None = Field(default=None, max_length=200)
 
     @field_validator("idempotency_key")
     @classmethod

@@ -43,11 +43,39 @@ CLAIMABLE = (DeliveryStatus.SCHEDULED, DeliveryStatus.RETRY, DeliveryStatus.PROC
 FINAL = (DeliveryStatus.SUCCESS, DeliveryStatus.FAILURE, DeliveryStatus.DISCARDED)
 
 
+class Ordering(enum.StrEnum):
+    """An endpoint's delivery order (docs/ordering.md)."""
+
+    NONE = "none"
+    PER_KEY = "per_key"
+
+
+class OrderingOnFailure(enum.StrEnum):
+    """What a delivery that failed for good does to its ordering key."""
+
+    BLOCK = "block"  # the key waits until an operator requeues or skips the delivery
+    SKIP = "skip"  # the next delivery of the key goes; the skip is recorded
+
+
+@dataclass(frozen=True, slots=True)
+class OrderingBlock:
+    """An ordering key held by the delivery that failed for good at its head."""
+
+    endpoint_id: str
+    ordering_key: str
+    project_id: str
+    delivery_id: str
+    blocked_at_us: int
+
+
 class EventKind(enum.StrEnum):
     SINGLE = "single"
     FANOUT = "fanout"
     BROADCAST = "broadcast"
     DYNAMIC = "dynamic"
+    #: received on a source's ingest URL (an incoming project): routed to the endpoints
+    #: of the subscriptions that name that source
+    INCOMING = "incoming"
 
 
 class KeyRole(enum.StrEnum):
@@ -123,6 +151,10 @@ class Endpoint:
     #: when a disabled endpoint is probed next (None: no probing)
     probe_at_us: int | None = None
     probe_attempts: int = 0
+    #: ordered delivery (docs/ordering.md): "none" or "per_key", and what a delivery
+    #: failed for good does to its key: "block" or "skip"
+    ordering: Ordering = Ordering.NONE
+    ordering_on_failure: OrderingOnFailure = OrderingOnFailure.BLOCK
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +180,9 @@ class Subscription:
     updated_at_us: int
     #: "active" or "inactive" (toggle_status); inactive subscriptions match nothing
     status: str = "active"
+    #: incoming projects: the source whose events this subscription routes ("" for the
+    #: subscriptions of outgoing projects, which route published events only)
+    source_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +201,10 @@ class Event:
     acknowledged_at_us: int
     created_at_us: int
     updated_at_us: int
+    #: incoming events: the source it came in on, and the request's path and query string
+    source_id: str = ""
+    url_path: str = ""
+    url_query_params: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +228,8 @@ class Delivery:
     description: str
     created_at_us: int
     updated_at_us: int
+    #: None: unordered; else its ordering key ("" for the endpoint's one key)
+    ordering_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +250,43 @@ class Attempt:
     requested_at_us: int
     responded_at_us: int
     created_at_us: int
+
+
+class SourceType(enum.StrEnum):
+    """Convoy's source types; hookcast receives ``http`` (an ingest URL) and ``pub_sub``
+    (a broker consumer); the other two are refused on create."""
+
+    HTTP = "http"
+    REST_API = "rest_api"
+    PUB_SUB = "pub_sub"
+    DB_CHANGE_STREAM = "db_change_stream"
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where an incoming project's events come from (Convoy's Source). An ``http`` source
+    is an ingest URL, ``/ingest/{mask_id}``, guarded by its ``verifier``; a ``pub_sub``
+    source is a broker queue or stream (``pub_sub``: ``{type, workers, amqp | redis_stream}``,
+    kept as given). JSON documents are kept as the API received them (after validation)."""
+
+    id: str
+    project_id: str
+    mask_id: str
+    name: str
+    type: SourceType
+    provider: str
+    is_disabled: bool
+    #: ``{type: noop|hmac|basic_auth|api_key, hmac{…}, basic_auth{…}, api_key{…}}``
+    verifier: dict[str, Any]
+    custom_response: dict[str, Any] | None
+    idempotency_keys: tuple[str, ...]
+    forward_headers: tuple[str, ...]
+    body_function: str
+    header_function: str
+    event_type_location: str
+    pub_sub: dict[str, Any] | None
+    created_at_us: int
+    updated_at_us: int
 
 
 class BatchKind(enum.StrEnum):

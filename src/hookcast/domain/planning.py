@@ -10,7 +10,7 @@ Identifiers and the current time come in as arguments; nothing here does I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -26,6 +26,7 @@ from hookcast.domain.models import (
     EndpointStatus,
     EventKind,
     FilterConfig,
+    Ordering,
     Secret,
     Subscription,
 )
@@ -60,6 +61,10 @@ class EventRow(NamedTuple):
     acknowledged_at_us: int
     created_at_us: int
     updated_at_us: int
+    ordering_key: str | None
+    source_id: str = ""
+    url_path: str = ""
+    url_query_params: str = ""
 
 
 class DeliveryRow(NamedTuple):
@@ -81,6 +86,16 @@ class DeliveryRow(NamedTuple):
     due_at_us: int
     created_at_us: int
     updated_at_us: int
+    ordering_key: str | None
+
+
+def ordering_key(ordering: Ordering | str, key: str | None) -> str | None:
+    """A delivery's ordering key: None for an endpoint without ordering (nothing
+    changes), else the publish's key, or "" (one key for the whole endpoint) when the
+    publish named none."""
+    if ordering != Ordering.PER_KEY:
+        return None
+    return key or ""
 
 
 @dataclass(frozen=True)
@@ -97,6 +112,8 @@ class Snapshot:
     used_keys: frozenset[tuple[str, str]] = frozenset()
     #: (project, url) of dynamic events: the oldest endpoint with that URL, if any
     dynamic: Mapping[tuple[str, str], Endpoint] = field(default_factory=dict)
+    #: each source of an incoming event: the endpoints its subscriptions name, by id
+    sources: Mapping[str, Sequence[Endpoint]] = field(default_factory=dict)
 
 
 @dataclass
@@ -143,6 +160,9 @@ class _Planner:
         return IngestResult(ev.id, deliveries=len(targets))
 
     def targets(self, ev: NewEvent) -> list[tuple[Endpoint, Subscription]]:
+        if ev.kind is EventKind.INCOMING:
+            subscribed = self.snap.sources.get(ev.source_id, ())
+            return self.route(subscribed, ev, auto_subscribe=False)
         if ev.kind is EventKind.SINGLE:
             endpoint = self.snap.endpoints.get(ev.endpoint_id or "")
             if endpoint is None or endpoint.project_id != ev.project_id:
@@ -161,6 +181,9 @@ class _Planner:
         out = []
         for endpoint in endpoints:
             candidates = self.subs.get(endpoint.id) or ()
+            # a source's events go through that source's subscriptions only, and
+            # published events through those that name no source
+            candidates = [s for s in candidates if s.source_id == ev.source_id]
             if not candidates and auto_subscribe:
                 candidates = [self.subscribe(endpoint, FilterConfig(), endpoint.updated_at_us)]
             match = first_match(candidates, ev.event_type, ev.parsed, ev.headers, self.filters)
@@ -245,6 +268,10 @@ class _Planner:
                 now,
                 now,
                 now,
+                ev.ordering_key,
+                ev.source_id,
+                ev.url_path,
+                ev.url_query_params,
             )
         )
 
@@ -289,6 +316,7 @@ def delivery_row(
         due,
         now,
         now,
+        ordering_key(endpoint.ordering, ev.ordering_key),
     )
 
 
@@ -308,6 +336,8 @@ class Broadcast:
     strategy: StrategyConfig
     #: deliveries released per second (0: all at once)
     rate: int
+    #: the publish's ordering key
+    ordering_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -328,8 +358,10 @@ def plan_chunk(
     release_clock_us: int,
     now_us: int,
     filters: FilterCache,
+    ordered: Collection[str] = (),
 ) -> ChunkPlan:
-    """One chunk of a broadcast: *endpoints* are ``(id, status)`` in id order. Active
+    """One chunk of a broadcast: *endpoints* are ``(id, status)`` in id order (*ordered*:
+    the ids of those whose ordering is per key). Active
     endpoints whose subscription matches get a delivery, released at the project's rate
     from its release clock on (the clock moves past them)."""
     matched: list[tuple[str, Subscription]] = []
@@ -370,6 +402,10 @@ def plan_chunk(
                 due,
                 now_us,
                 now_us,
+                ordering_key(
+                    Ordering.PER_KEY if endpoint_id in ordered else Ordering.NONE,
+                    job.ordering_key,
+                ),
             )
         )
     clock = int(start + len(matched) * step) if step else release_clock_us

@@ -38,6 +38,8 @@ from hookcast.domain.models import (
     Event,
     EventKind,
     EventStatus,
+    Ordering,
+    OrderingBlock,
     Project,
     Subscription,
 )
@@ -72,6 +74,7 @@ from hookcast.store.rows import (
     DELIVERY,
     ENDPOINT,
     EVENT,
+    ORDERING_BLOCK,
     PROJECT,
     SUBSCRIPTION,
     Mapping,
@@ -81,6 +84,8 @@ from hookcast.store.rows import (
 from hookcast.store.sql import Dialect
 
 PENDING = "status IN ('Scheduled', 'Retry', 'Processing')"
+#: added to a delivery's description when an operator skips it (its ordering key goes on)
+SKIPPED_NOTE = "; skipped by an operator: the next delivery of its ordering key goes"
 
 #: the slowest and fastest release of held deliveries (per second) the store accepts
 MIN_RELEASE_RATE = 0.01
@@ -178,6 +183,7 @@ class Records:
                 "events",
                 "deliveries",
                 "attempts",
+                "ordering_blocks",
             ):
                 await tx.run(f"DELETE FROM {table} WHERE project_id = :id", id=project_id)
             return True
@@ -306,6 +312,7 @@ class Records:
             )
             if deleted:
                 await tx.run("DELETE FROM subscriptions WHERE endpoint_id = :id", id=endpoint_id)
+                await tx.run("DELETE FROM ordering_blocks WHERE endpoint_id = :id", id=endpoint_id)
             return deleted > 0
 
         return await self.db.write(run)
@@ -438,6 +445,14 @@ class Records:
                 tx, "e.project_id = :p AND e.owner_id = :o", p=project_id, o=owner_id
             )
             subs.update(found_subs)
+        sources: dict[str, list[Endpoint]] = {}
+        for source_id in {ev.source_id for ev in batch if ev.kind is EventKind.INCOMING}:
+            sources[source_id], found_subs = await _with_subscriptions(
+                tx,
+                "e.id IN (SELECT endpoint_id FROM subscriptions WHERE source_id = :s)",
+                s=source_id,
+            )
+            subs.update(found_subs)
         known = [*endpoints, *(e.id for eps in owners.values() for e in eps)]
         unsubscribed = [eid for eid in known if not subs.get(eid)]
         keys = {(ev.project_id, ev.idempotency_key) for ev in batch if ev.idempotency_key}
@@ -460,7 +475,7 @@ class Records:
             if row is not None:
                 endpoint = dynamic[(project_id, url)] = ENDPOINT.load(row)
                 subs.update(await _subscriptions_of(tx, [endpoint.id]))
-        return Snapshot(endpoints, owners, subs, await _used_keys(tx, keys), dynamic)
+        return Snapshot(endpoints, owners, subs, await _used_keys(tx, keys), dynamic, sources)
 
     # ------------------------------------------------------------ events
 
@@ -533,8 +548,51 @@ class Records:
             )
             if row is None:
                 return None
+            # requeued, it is its key's head again: the key it blocked goes on
+            await tx.run("DELETE FROM ordering_blocks WHERE delivery_id = :id", id=delivery_id)
             tx.notify()
             return DELIVERY.load(row)
+
+        return await self.db.write(run)
+
+    async def list_ordering_blocks(self, project_id: str, endpoint_id: str) -> list[OrderingBlock]:
+        """The endpoint's blocked ordering keys, each with the delivery that blocks it."""
+
+        async def run(tx: Tx) -> list[OrderingBlock]:
+            rows = await tx.rows(
+                f"SELECT {ORDERING_BLOCK.select} FROM ordering_blocks WHERE project_id = :p "
+                "AND endpoint_id = :e ORDER BY blocked_at_us, ordering_key",
+                p=project_id,
+                e=endpoint_id,
+            )
+            return ORDERING_BLOCK.all(rows)
+
+        return await self.db.read(run)
+
+    async def skip_blocked_delivery(
+        self, project_id: str, delivery_id: str, now_us: int
+    ) -> Delivery | None:
+        """Let the key a failed delivery blocks go on without it (the skip is recorded on
+        the delivery). None when the delivery blocks no key."""
+
+        async def run(tx: Tx) -> Delivery | None:
+            gone = await tx.run(
+                "DELETE FROM ordering_blocks WHERE delivery_id = :d AND project_id = :p",
+                d=delivery_id,
+                p=project_id,
+            )
+            if not gone:
+                return None
+            row = await tx.row(
+                "UPDATE deliveries SET description = description || :note, updated_at_us = :now "
+                f"WHERE id = :d AND project_id = :p RETURNING {DELIVERY.select}",
+                note=SKIPPED_NOTE,
+                now=now_us,
+                d=delivery_id,
+                p=project_id,
+            )
+            tx.notify()
+            return None if row is None else DELIVERY.load(row)
 
         return await self.db.write(run)
 
@@ -650,6 +708,7 @@ class Records:
             # a breaker is stored on its endpoint at each transition: those never tripped
             # have none (closed)
             stored = await tx.rows("SELECT breaker FROM endpoints WHERE breaker IS NOT NULL")
+            blocked = int(await tx.value("SELECT COUNT(*) FROM ordering_blocks") or 0)
             return QueueStats(
                 int(row[0]),
                 None if row[1] is None else int(row[1]),
@@ -657,6 +716,7 @@ class Records:
                 int(row[3]),
                 {str(r[0]): int(r[1]) for r in disabled},
                 state_counts(endpoints, (loads(r[0]) for r in stored)),
+                blocked,
             )
 
         return await self.db.read(run)
@@ -863,22 +923,21 @@ class Records:
 
         async def run(tx: Tx) -> ChunkResult:
             row = await tx.row(
-                "SELECT fanout_cursor, fanout_lease_token, fanout_matched FROM events "
-                "WHERE id = :id {row_lock}",
+                "SELECT fanout_cursor, fanout_lease_token, fanout_matched, ordering_key "
+                "FROM events WHERE id = :id {row_lock}",
                 id=job.event_id,
             )
             if row is None or row[1] != job.lease_token:
                 raise LeaseLostError("the broadcast's fan-out lease was lost")
-            endpoints = [
-                (r[0], r[1])
-                for r in await tx.rows(
-                    "SELECT id, status FROM endpoints WHERE project_id = :p AND id > :cursor "
-                    "ORDER BY id LIMIT :limit",
-                    p=job.project_id,
-                    cursor=row[0] or "",
-                    limit=limit,
-                )
-            ]
+            found = await tx.rows(
+                "SELECT id, status, ordering FROM endpoints WHERE project_id = :p "
+                "AND id > :cursor ORDER BY id LIMIT :limit",
+                p=job.project_id,
+                cursor=row[0] or "",
+                limit=limit,
+            )
+            endpoints = [(r[0], r[1]) for r in found]
+            ordered = {r[0] for r in found if r[2] == Ordering.PER_KEY.value}
             subs: dict[str, list[Subscription]] = {}
             if endpoints:
                 subs = group_by_endpoint(
@@ -906,6 +965,7 @@ class Records:
                 job.idempotency_key,
                 job.strategy,
                 job.broadcast_rate,
+                row[3],
             )
             plan = plan_chunk(
                 broadcast,
@@ -914,6 +974,7 @@ class Records:
                 release_clock_us=clock or 0,
                 now_us=now_us,
                 filters=self.filters,
+                ordered=ordered,
             )
             if plan.deliveries:
                 await tx.insert(schema.deliveries, DeliveryRow._fields, plan.deliveries)
@@ -1101,6 +1162,12 @@ async def _requeue(
         ids=list(ids),
     )
     if n:
+        await tx.run(  # requeued, each is its key's head again: the keys they blocked go on
+            "DELETE FROM ordering_blocks WHERE delivery_id IN (SELECT id FROM deliveries "
+            f"WHERE project_id = :p AND {column} = ANY(:ids) AND {PENDING})",
+            p=project_id,
+            ids=list(ids),
+        )
         tx.notify()
     return n
 
@@ -1131,7 +1198,8 @@ def _event_where(project_id: str, flt: EventFilter) -> tuple[list[str], dict[str
     where: list[str] = ["project_id = :project"]
     args: dict[str, Any] = {"project": project_id}
     if flt.source_ids:
-        where.append("1 = 0")  # no event has a source (outgoing projects only)
+        where.append("source_id = ANY(:sources)")
+        args["sources"] = list(flt.source_ids)
     if flt.endpoint_ids:
         where.append(
             "EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND "

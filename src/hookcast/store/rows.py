@@ -32,6 +32,9 @@ from hookcast.domain.models import (
     EventStatus,
     FilterConfig,
     KeyRole,
+    Ordering,
+    OrderingBlock,
+    OrderingOnFailure,
     Project,
     Secret,
     Subscription,
@@ -182,6 +185,8 @@ def _endpoint(r: Row) -> Endpoint:
         disabled_reason=r[21],
         probe_at_us=r[22],
         probe_attempts=r[23],
+        ordering=Ordering(r[24]),
+        ordering_on_failure=OrderingOnFailure(r[25]),
     )
 
 
@@ -212,6 +217,8 @@ ENDPOINT = Mapping[Endpoint](
         "disabled_reason",
         "probe_at_us",
         "probe_attempts",
+        "ordering",
+        "ordering_on_failure",
     ),
     _endpoint,
     lambda e: (
@@ -239,6 +246,8 @@ ENDPOINT = Mapping[Endpoint](
         e.disabled_reason,
         e.probe_at_us,
         e.probe_attempts,
+        e.ordering.value,
+        e.ordering_on_failure.value,
     ),
 )
 
@@ -265,6 +274,7 @@ SUBSCRIPTION = Mapping[Subscription](
         "created_at_us",
         "updated_at_us",
         "status",
+        "source_id",
     ),
     lambda r: Subscription(
         r[0],
@@ -281,6 +291,7 @@ SUBSCRIPTION = Mapping[Subscription](
         r[11],
         r[12],
         r[13],
+        r[14],
     ),
     lambda s: (
         s.id,
@@ -297,6 +308,7 @@ SUBSCRIPTION = Mapping[Subscription](
         s.created_at_us,
         s.updated_at_us,
         s.status,
+        s.source_id,
     ),
 )
 
@@ -320,6 +332,9 @@ EVENT = Mapping[Event](
         "acknowledged_at_us",
         "created_at_us",
         "updated_at_us",
+        "source_id",
+        "url_path",
+        "url_query_params",
     ),
     lambda r: Event(
         r[0],
@@ -336,6 +351,9 @@ EVENT = Mapping[Event](
         r[11],
         r[12],
         r[13],
+        r[14],
+        r[15],
+        r[16],
     ),
     lambda e: (
         e.id,
@@ -352,6 +370,9 @@ EVENT = Mapping[Event](
         e.acknowledged_at_us,
         e.created_at_us,
         e.updated_at_us,
+        e.source_id,
+        e.url_path,
+        e.url_query_params,
     ),
 )
 
@@ -377,6 +398,7 @@ DELIVERY = Mapping[Delivery](
         "description",
         "created_at_us",
         "updated_at_us",
+        "ordering_key",
     ),
     lambda r: Delivery(
         r[0],
@@ -398,6 +420,7 @@ DELIVERY = Mapping[Delivery](
         r[16],
         r[17],
         r[18],
+        r[19],
     ),
     lambda d: (
         d.id,
@@ -419,6 +442,7 @@ DELIVERY = Mapping[Delivery](
         d.description,
         d.created_at_us,
         d.updated_at_us,
+        d.ordering_key,
     ),
 )
 
@@ -530,4 +554,12 @@ BATCH_JOB = Mapping[BatchJob](
         j.updated_at_us,
         j.finished_at_us,
     ),
+)
+
+
+ORDERING_BLOCK = Mapping[OrderingBlock](
+    "ordering_blocks",
+    ("endpoint_id", "ordering_key", "project_id", "delivery_id", "blocked_at_us"),
+    lambda r: OrderingBlock(r[0], r[1], r[2], r[3], r[4]),
+    lambda b: (b.endpoint_id, b.ordering_key, b.project_id, b.delivery_id, b.blocked_at_us),
 )

@@ -31,6 +31,9 @@ metadata = MetaData()
 
 ID = String(26)
 
+#: the live, ordered deliveries (the partial index of each key's head)
+ORDERED_LIVE = "ordering_key IS NOT NULL AND status IN ('Scheduled', 'Retry', 'Processing')"
+
 projects = Table(
     "projects",
     metadata,
@@ -88,6 +91,10 @@ endpoints = Table(
     Column("disabled_reason", String(40), nullable=False, server_default=""),
     Column("probe_at_us", BigInteger, nullable=True),
     Column("probe_attempts", Integer, nullable=False, server_default="0"),
+    # ordered delivery (docs/ordering.md): "none" or "per_key", and what a delivery that
+    # failed for good does to its key: "block" (until an operator acts) or "skip"
+    Column("ordering", String(20), nullable=False, server_default="none"),
+    Column("ordering_on_failure", String(20), nullable=False, server_default="block"),
     Index("ix_endpoints_project_owner", "project_id", "owner_id", "id"),
     Index(
         "ix_endpoints_probe",
@@ -115,7 +122,10 @@ subscriptions = Table(
     Column("created_at_us", BigInteger, nullable=False),
     Column("updated_at_us", BigInteger, nullable=False),
     Column("status", String(20), nullable=False, server_default="active"),
+    # incoming projects: the source this subscription routes ("" for outgoing projects)
+    Column("source_id", String(26), nullable=False, server_default=""),
     Index("ix_subscriptions_endpoint", "endpoint_id", "id"),
+    Index("ix_subscriptions_source", "source_id", "endpoint_id"),
     Index("ix_subscriptions_project_id", "project_id", "id"),
     Index("ix_subscriptions_project_endpoint", "project_id", "endpoint_id", "id"),
 )
@@ -143,9 +153,15 @@ events = Table(
     Column("fanout_matched", Integer, nullable=False, server_default="0"),
     Column("fanout_skipped", Integer, nullable=False, server_default="0"),
     Column("fanout_done_at_us", BigInteger, nullable=True),
+    # the publish's ordering key (a broadcast's deliveries take it chunk by chunk)
+    Column("ordering_key", String(200), nullable=True),
     Column("acknowledged_at_us", BigInteger, nullable=False),
     Column("created_at_us", BigInteger, nullable=False),
     Column("updated_at_us", BigInteger, nullable=False),
+    # incoming events: the source, the request's path and query string
+    Column("source_id", String(26), nullable=False, server_default=""),
+    Column("url_path", Text, nullable=False, server_default=""),
+    Column("url_query_params", Text, nullable=False, server_default=""),
     Index("ix_events_project_id", "project_id", "id"),
     Index("ix_events_project_idempotency", "project_id", "idempotency_key"),
     Index(
@@ -181,6 +197,9 @@ deliveries = Table(
     Column("description", Text, nullable=False, server_default=""),
     Column("created_at_us", BigInteger, nullable=False),
     Column("updated_at_us", BigInteger, nullable=False),
+    # NULL: unordered; else the key whose deliveries to this endpoint go one at a time, in
+    # their events' order ("" is the endpoint's one key when the publish named none)
+    Column("ordering_key", String(200), nullable=True),
     Index(
         "ix_deliveries_due",
         "due_at_us",
@@ -192,7 +211,30 @@ deliveries = Table(
     # from the pair (domain/ids.py delivery_id), so the primary key enforces it
     Index("ix_deliveries_event", "event_id", "endpoint_id"),
     Index("ix_deliveries_endpoint", "endpoint_id", "id"),
+    # the head of each ordered key: the claim's "no live delivery of an earlier event"
+    Index(
+        "ix_deliveries_ordering",
+        "endpoint_id",
+        "ordering_key",
+        "event_id",
+        sqlite_where=text(ORDERED_LIVE),
+        postgresql_where=text(ORDERED_LIVE),
+    ),
     postgresql_partition_by="LIST (status)",
+)
+
+# ordered keys held by a delivery that failed for good (on_failure "block"): the claim
+# skips them until an operator requeues or skips that delivery
+ordering_blocks = Table(
+    "ordering_blocks",
+    metadata,
+    Column("endpoint_id", ID, primary_key=True),
+    Column("ordering_key", String(200), primary_key=True),
+    Column("project_id", ID, nullable=False),
+    Column("delivery_id", ID, nullable=False),
+    Column("blocked_at_us", BigInteger, nullable=False),
+    Index("ix_ordering_blocks_delivery", "delivery_id"),
+    Index("ix_ordering_blocks_project", "project_id", "endpoint_id"),
 )
 
 attempts = Table(
@@ -286,4 +328,34 @@ portal_links = Table(
     Index("ix_portal_links_token_mask", "token_mask", unique=True),
     Index("ix_portal_links_project_id", "project_id", "id"),
     Index("ix_portal_links_project_owner", "project_id", "owner_id", "id"),
+)
+
+# sources (Convoy's): where an incoming project's events come from. An ``http`` source is
+# the ingest URL ``/ingest/{mask_id}`` with its verifier (JSON text, secrets included: the
+# API returns them as Convoy does); a ``pub_sub`` source is a broker consumer whose config
+# (``pub_sub``, JSON text) is read by the broker workers through
+# ``store/sources.py`` ``list_pub_sub_sources``
+sources = Table(
+    "sources",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("project_id", ID, nullable=False),
+    Column("mask_id", String(32), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("type", String(20), nullable=False),
+    Column("provider", String(40), nullable=False, server_default=""),
+    Column("is_disabled", Boolean, nullable=False, server_default=text("false")),
+    Column("verifier", Text, nullable=False),
+    Column("custom_response", Text, nullable=True),
+    Column("idempotency_keys", Text, nullable=False, server_default="[]"),
+    Column("forward_headers", Text, nullable=False, server_default="[]"),
+    Column("body_function", Text, nullable=False, server_default=""),
+    Column("header_function", Text, nullable=False, server_default=""),
+    Column("event_type_location", Text, nullable=False, server_default=""),
+    Column("pub_sub", Text, nullable=True),
+    Column("created_at_us", BigInteger, nullable=False),
+    Column("updated_at_us", BigInteger, nullable=False),
+    Index("ix_sources_mask_id", "mask_id", unique=True),
+    Index("ix_sources_project_id", "project_id", "id"),
+    Index("ix_sources_type", "type", "is_disabled"),
 )

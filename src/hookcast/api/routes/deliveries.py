@@ -127,6 +127,22 @@ async def force_resend(request: web.Request) -> web.Response:
     return ok(None, f"{done} successful, {failed} failed")
 
 
+async def skip_delivery(request: web.Request) -> web.Response:
+    """Let the ordering key a failed delivery blocks go on without it (docs/ordering.md);
+    the skip is recorded on the delivery, which stays failed."""
+    c = ctx(request)
+    # an operator's action: portal tokens are refused
+    _, delivery = await _load(request, Permission.PUBLISH, PortalAccess.NONE)
+    skipped = await c.store.skip_blocked_delivery(delivery.project_id, delivery.id, c.clock())
+    if skipped is None:
+        raise ConflictError(
+            "this delivery blocks no ordering key: only a delivery listed by its endpoint's "
+            "ordering/blocked route can be skipped (resend it to send it again)"
+        )
+    c.ingest.notify()
+    return ok(ser.delivery(skipped), "Delivery skipped: its ordering key goes on")
+
+
 async def list_attempts(request: web.Request) -> web.Response:
     c = ctx(request)
     principal, delivery = await _load(request, Permission.READ, PortalAccess.READ)
@@ -188,6 +204,13 @@ ROUTES = [
         P + "/{delivery_id}/resend",
         resend_delivery,
         "Resend a failed delivery",
+        "Event Deliveries",
+    ),
+    Route(
+        "POST",
+        P + "/{delivery_id}/skip",
+        skip_delivery,
+        "Skip a delivery that blocks its ordering key",
         "Event Deliveries",
     ),
     Route(

@@ -19,7 +19,14 @@ from hookcast.api.params import json_body, one, page_request, validate
 from hookcast.api.schemas import EndpointBody, ExpireSecretBody
 from hookcast.domain.errors import NotFoundError, ValidationError
 from hookcast.domain.ids import new_id
-from hookcast.domain.models import Endpoint, EndpointStatus, Project, Secret
+from hookcast.domain.models import (
+    Endpoint,
+    EndpointStatus,
+    Ordering,
+    OrderingOnFailure,
+    Project,
+    Secret,
+)
 from hookcast.domain.signing import (
     ed25519_public_key,
     generate_ed25519_secret,
@@ -80,6 +87,8 @@ async def create_endpoint(request: web.Request) -> web.Response:
         rate_limit_duration=body.rate_limit_duration or 0,
         content_type=body.content_type or "application/json",
         max_in_flight=body.max_in_flight or 0,
+        ordering=Ordering(body.ordering or "none"),
+        ordering_on_failure=OrderingOnFailure(body.ordering_on_failure or "block"),
         authentication=None if body.authentication is None else body.authentication.model_dump(),
         support_email=body.support_email or "",
         slack_webhook_url=body.slack_webhook_url or "",
@@ -145,6 +154,10 @@ async def update_endpoint(request: web.Request) -> web.Response:
         rate_limit_duration=changes.get("rate_limit_duration", endpoint.rate_limit_duration),
         content_type=changes.get("content_type") or endpoint.content_type,
         max_in_flight=changes.get("max_in_flight", endpoint.max_in_flight),
+        ordering=Ordering(changes.get("ordering", endpoint.ordering)),
+        ordering_on_failure=OrderingOnFailure(
+            changes.get("ordering_on_failure", endpoint.ordering_on_failure)
+        ),
         authentication=(
             body.authentication.model_dump() if body.authentication else endpoint.authentication
         ),
@@ -222,6 +235,27 @@ async def expire_secret(request: web.Request) -> web.Response:
     return ok(ser.endpoint(updated), "endpoint secret expired successfully")
 
 
+async def list_blocked_keys(request: web.Request) -> web.Response:
+    """The endpoint's ordering keys held by a delivery that failed for good
+    (docs/ordering.md): each with that delivery, which an operator resends or skips."""
+    c = ctx(request)
+    # an operator's view: portal tokens are refused
+    project, endpoint = await _load(request, Permission.READ, PortalAccess.NONE)
+    blocks = await c.store.list_ordering_blocks(project.id, endpoint.id)
+    return ok(
+        [
+            {
+                "endpoint_id": b.endpoint_id,
+                "ordering_key": b.ordering_key,
+                "delivery_id": b.delivery_id,
+                "blocked_at": ser.ts(b.blocked_at_us),
+            }
+            for b in blocks
+        ],
+        "Blocked ordering keys fetched successfully",
+    )
+
+
 P = "/api/v1/projects/{project_id}/endpoints"
 ROUTES = [
     Route("POST", P, create_endpoint, "Create an endpoint", "Endpoints", 201, EndpointBody),
@@ -242,6 +276,13 @@ ROUTES = [
         ),
     ),
     Route("GET", P + "/{endpoint_id}", get_endpoint, "Get an endpoint", "Endpoints"),
+    Route(
+        "GET",
+        P + "/{endpoint_id}/ordering/blocked",
+        list_blocked_keys,
+        "List the endpoint's blocked ordering keys",
+        "Endpoints",
+    ),
     Route(
         "PUT",
         P + "/{endpoint_id}",

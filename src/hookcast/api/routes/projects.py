@@ -97,6 +97,8 @@ async def delete_project(request: web.Request) -> web.Response:
         await c.event_types.delete_event_types(project.id)
     if c.portal_links is not None:
         await c.portal_links.delete_portal_links(project.id)
+    if c.sources is not None:
+        await c.sources.delete_sources(project.id)
     c.auth.forget_project(project.id)
     audit.info("project.deleted", extra={"project_id": project.id})
     return ok(None, "Project deleted successfully")

@@ -14,14 +14,21 @@ from aiohttp import web
 from hookcast.api import scope
 from hookcast.api import serializers as ser
 from hookcast.api.auth import Permission, PortalAccess, Principal
-from hookcast.api.context import Route, ctx
+from hookcast.api.context import ApiContext, Route, ctx
 from hookcast.api.envelope import ok
 from hookcast.api.params import json_body, many, one, page_request, validate
 from hookcast.api.schemas import FilterConfigBody, FilterSample, SubscriptionBody, TestFilterBody
 from hookcast.domain.errors import ValidationError
 from hookcast.domain.filters import compile_subscription_filter, validate_filter_config
 from hookcast.domain.ids import new_id
-from hookcast.domain.models import DeliveryMode, Endpoint, FilterConfig, Subscription
+from hookcast.domain.models import (
+    DeliveryMode,
+    Endpoint,
+    FilterConfig,
+    Project,
+    SourceType,
+    Subscription,
+)
 
 
 def _filter_config(body: FilterConfigBody | None) -> FilterConfig:
@@ -52,6 +59,19 @@ def _retry_config(body: SubscriptionBody, sub: Subscription) -> dict[str, Any] |
     }
 
 
+async def _source_id(c: ApiContext, project: Project, given: str | None) -> str:
+    """The source a subscription routes: required in an incoming project (an ``http``
+    source of that project), ignored in an outgoing one (as Convoy)."""
+    if project.type != "incoming":
+        return ""
+    if not given:
+        raise ValidationError("please provide a source_id: an incoming project routes sources")
+    source = None if c.sources is None else await c.sources.get_source(project.id, given)
+    if source is None or source.type is not SourceType.HTTP:
+        raise ValidationError("source_id: no http source with this id in this project")
+    return source.id
+
+
 async def create_subscription(request: web.Request) -> web.Response:
     c = ctx(request)
     principal, project = await c.auth.authorize(request, Permission.MANAGE, PortalAccess.MANAGE)
@@ -61,6 +81,7 @@ async def create_subscription(request: web.Request) -> web.Response:
     if not body.endpoint_id:
         raise ValidationError("please provide an endpoint_id")
     await scope.endpoint_reference(c, principal, project.id, body.endpoint_id)
+    source_id = await _source_id(c, project, body.source_id)
     now = c.clock()
     sub = Subscription(
         id=new_id(),
@@ -76,6 +97,7 @@ async def create_subscription(request: web.Request) -> web.Response:
         function=body.function or "",
         created_at_us=now,
         updated_at_us=now,
+        source_id=source_id,
     )
     await c.store.create_subscription(
         sub, allow_multiple=project.config.multiple_endpoint_subscriptions
@@ -122,6 +144,9 @@ async def update_subscription(request: web.Request) -> web.Response:
     c = ctx(request)
     principal, sub, _ = await _load(request, Permission.MANAGE, PortalAccess.MANAGE)
     body = validate(SubscriptionBody, await json_body(request))
+    source_id = sub.source_id
+    if body.source_id:
+        source_id = await _source_id(c, await c.auth.project(sub.project_id), body.source_id)
     if body.endpoint_id:
         await scope.endpoint_reference(c, principal, sub.project_id, body.endpoint_id)
     updated = replace(
@@ -139,6 +164,7 @@ async def update_subscription(request: web.Request) -> web.Response:
         delivery_mode=DeliveryMode(body.delivery_mode) if body.delivery_mode else sub.delivery_mode,
         function=body.function if body.function is not None else sub.function,
         updated_at_us=c.clock(),
+        source_id=source_id,
     )
     await c.store.update_subscription(updated)
     endpoint = await c.store.get_endpoint(sub.project_id, updated.endpoint_id)

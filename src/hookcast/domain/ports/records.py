@@ -23,6 +23,7 @@ from hookcast.domain.models import (
     Endpoint,
     Event,
     EventKind,
+    OrderingBlock,
     Project,
     Subscription,
 )
@@ -51,6 +52,13 @@ class NewEvent:
     url: str = ""
     secret: str = ""
     event_types: tuple[str, ...] = ("*",)
+    # incoming: the source it came in on (routed to that source's subscriptions), and the
+    # request's path and query string, kept on the event
+    source_id: str = ""
+    url_path: str = ""
+    url_query_params: str = ""
+    #: the publish's ordering key (used by endpoints with ordering "per_key")
+    ordering_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +141,8 @@ class QueueStats:
     disabled_endpoints: dict[str, int]
     #: endpoints by circuit-breaker state ("closed", "open", "half_open"), as persisted
     breakers: dict[str, int]
+    #: ordering keys held by a delivery that failed for good (docs/ordering.md)
+    blocked_keys: int = 0
 
 
 class Catalog(Protocol):
@@ -217,6 +227,12 @@ class EventLog(Protocol):
     async def get_attempt(
         self, project_id: str, delivery_id: str, attempt_id: str
     ) -> Attempt | None: ...
+    async def list_ordering_blocks(
+        self, project_id: str, endpoint_id: str
+    ) -> list[OrderingBlock]: ...
+    async def skip_blocked_delivery(
+        self, project_id: str, delivery_id: str, now_us: int
+    ) -> Delivery | None: ...
 
 
 class EndpointHealth(Protocol):

@@ -13,6 +13,75 @@ from hookcast.domain.ports.queue import Finish, Lease
 
 log = logging.getLogger("hookcast.store")
 
+_LIVE = "('Scheduled', 'Retry', 'Processing')"
+_FINAL = "('Success', 'Failure', 'Discarded')"
+#: an ordered delivery (alias ``q``) waits: a live delivery of the same endpoint and key
+#: has an earlier event (event ids are ULIDs, increasing in each process: publish order),
+#: or its key is blocked. The statuses are named so that PostgreSQL reads the queue
+#: partition alone; SQLite and PostgreSQL answer it from ``ix_deliveries_ordering``.
+_WAITS = (
+    "(EXISTS (SELECT 1 FROM deliveries h WHERE h.endpoint_id = q.endpoint_id"
+    " AND h.ordering_key = q.ordering_key AND h.ordering_key IS NOT NULL"
+    f" AND h.status IN {_LIVE} AND h.event_id < q.event_id)"
+    " OR EXISTS (SELECT 1 FROM ordering_blocks b WHERE b.endpoint_id = q.endpoint_id"
+    " AND b.ordering_key = q.ordering_key))"
+)
+#: the claim's test (alias ``q``; docs/ordering.md): unordered, or the head of its key and
+#: no older broadcast of its project still writing its deliveries (one of them may come
+#: before it)
+HEAD_OF_KEY = (
+    f"(q.ordering_key IS NULL OR (NOT {_WAITS}"
+    # (through the small partial index of fan-outs in progress: the `|| ''` keep the
+    # planners off the project's index, which would walk every event of the project)
+    " AND NOT EXISTS (SELECT 1 FROM events v WHERE v.fanout_due_at_us IS NOT NULL"
+    " AND v.project_id || '' = q.project_id AND v.id || '' < q.event_id)))"
+)
+#: a waiting delivery found due is parked (``lease_token`` 'parked') this long, so the
+#: claim does not walk past it again on every tick; the end of the delivery before it
+#: (or a skip) unparks it at once, and the claim checks it again in any case
+PARK_US = 10_000_000
+PARK_BATCH = 1000
+#: the waiting, due, Scheduled deliveries to park (``{limit}``: how many at most)
+PARKABLE = (
+    f"SELECT q.id FROM deliveries q WHERE q.status IN {_LIVE} AND q.due_at_us <= {{now}}"
+    f" AND q.status = 'Scheduled' AND q.ordering_key IS NOT NULL AND {_WAITS}"
+    " ORDER BY q.due_at_us LIMIT {limit}"
+)
+
+
+def next_of_key(finished: str, exclude: str = "") -> str:
+    """The id of the first live delivery of the key of *finished*'s row ``f``, when ``f``
+    ended (*exclude*: more SQL conditions on the candidate ``n``)."""
+    return (
+        f"SELECT (SELECT n.id FROM deliveries n WHERE n.endpoint_id = f.endpoint_id"
+        f" AND n.ordering_key = f.ordering_key AND n.status IN {_LIVE}{exclude}"
+        f" ORDER BY n.event_id LIMIT 1) FROM {finished} f"
+        f" WHERE f.ordering_key IS NOT NULL AND f.status IN {_FINAL}"
+    )
+
+
+def ordering_note(status: str, alias: str) -> str:
+    """What a delivery's description gains when it fails for good with an ordering key
+    (*status*: the SQL of its new status; *alias*: the delivery's table alias)."""
+    return (
+        f"CASE WHEN {status} = 'Failure' AND {alias}.ordering_key IS NOT NULL THEN COALESCE(("
+        "SELECT CASE e.ordering_on_failure WHEN 'skip' THEN"
+        " '; ordering: skipped, the next delivery of its key goes'"
+        " ELSE '; ordering: its key is blocked until this delivery is retried or skipped' END"
+        f" FROM endpoints e WHERE e.id = {alias}.endpoint_id), '') ELSE '' END"
+    )
+
+
+#: the block a delivery failed for good writes on its key (``f``: the finished rows with
+#: their endpoint, project, key and new status)
+BLOCK_KEY = (
+    "INSERT INTO ordering_blocks (endpoint_id, ordering_key, project_id, delivery_id,"
+    " blocked_at_us) SELECT f.endpoint_id, f.ordering_key, f.project_id, f.id, {now}"
+    " FROM {finished} f JOIN endpoints e ON e.id = f.endpoint_id WHERE f.status = 'Failure'"
+    " AND f.ordering_key IS NOT NULL AND e.ordering_on_failure = 'block'"
+    " ON CONFLICT DO NOTHING"
+)
+
 Claim = Callable[[Sequence[Finish]], Awaitable[list[Lease]]]
 Record = Callable[[Sequence[Finish]], Awaitable[object]]
 

@@ -26,7 +26,16 @@ from hookcast.domain.models import HELD_US
 from hookcast.domain.ports.queue import AttemptRow, Deferral, Finish, Lease
 from hookcast.store.db import Tx
 from hookcast.store.postgres import PostgresDatabase, PostgresTx, columns_of, count
-from hookcast.store.queue import tick_isolated
+from hookcast.store.queue import (
+    BLOCK_KEY,
+    HEAD_OF_KEY,
+    PARK_BATCH,
+    PARK_US,
+    PARKABLE,
+    next_of_key,
+    ordering_note,
+    tick_isolated,
+)
 from hookcast.store.records import disable
 
 _ATTEMPT_TYPES = (
@@ -53,19 +62,38 @@ _TICK = (
     " UPDATE deliveries d SET status = u.status, due_at_us = CASE WHEN u.status = 'Retry' AND"
     " EXISTS (SELECT 1 FROM endpoints e WHERE e.id = d.endpoint_id AND e.status = 'inactive')"
     f" THEN {HELD_US} ELSE u.due_at_us END,"
-    " latency_us = COALESCE(u.latency_us, d.latency_us), description = u.description,"
+    " latency_us = COALESCE(u.latency_us, d.latency_us),"
+    f" description = u.description || {ordering_note('u.status', 'd')},"
     " lease_token = NULL, updated_at_us = $7"
     " FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[])"
     " AS u(id, token, status, due_at_us, latency_us, description)"
-    " WHERE d.id = u.id AND d.lease_token = u.token AND d.status = 'Processing'),"
+    " WHERE d.id = u.id AND d.lease_token = u.token AND d.status = 'Processing'"
+    " RETURNING d.id, d.endpoint_id, d.project_id, d.ordering_key, d.status),"
+    f" blocked AS ({BLOCK_KEY.format(now='$7', finished='finished')}),"
+    # the end of an ordered delivery unparks the next of its key (rows finished by this
+    # statement are still live in its snapshot: they are not the next)
+    " unparked AS (UPDATE deliveries d SET due_at_us = $7, lease_token = NULL WHERE d.id IN ("
+    + next_of_key("finished", " AND n.id <> ALL($1::text[])")
+    + ") AND d.status = 'Scheduled' AND d.lease_token = 'parked'),"
+    # ordered deliveries waiting behind their key's head are parked for a while
+    f" parked AS (UPDATE deliveries d SET due_at_us = $7 + {PARK_US}, lease_token = 'parked'"
+    " WHERE d.id = ANY(ARRAY("
+    + PARKABLE.format(now="$7", limit=f"CASE WHEN $8 > 0 THEN {PARK_BATCH} ELSE 0 END")
+    + " FOR UPDATE OF q SKIP LOCKED)) AND d.status = 'Scheduled'"
+    # not behind a delivery this statement finishes: that one is still live in its
+    # snapshot, and the next of its key is claimed at once after it (PostgresQueue.tick)
+    " AND NOT EXISTS (SELECT 1 FROM unnest($1::text[], $3::text[]) AS x(id, status)"
+    " JOIN deliveries y ON y.id = x.id AND y.status = 'Processing' WHERE x.status <> 'Retry'"
+    " AND y.endpoint_id = d.endpoint_id AND y.ordering_key = d.ordering_key)),"
     " attempts_written AS ("
     f" INSERT INTO attempts ({', '.join(AttemptRow._fields)}) SELECT * FROM unnest("
     + ", ".join(f"${i + 11}::{t}" for i, t in enumerate(_ATTEMPT_TYPES))
     + ")),"
     " picked AS ("
-    " SELECT id, status, due_at_us FROM deliveries"
-    " WHERE status IN ('Scheduled', 'Retry', 'Processing') AND due_at_us <= $7"
-    " AND id <> ALL($1::text[]) ORDER BY due_at_us LIMIT $8 FOR UPDATE SKIP LOCKED),"
+    " SELECT q.id, q.status, q.due_at_us FROM deliveries q"
+    " WHERE q.status IN ('Scheduled', 'Retry', 'Processing') AND q.due_at_us <= $7"
+    f" AND q.id <> ALL($1::text[]) AND {HEAD_OF_KEY}"
+    " ORDER BY q.due_at_us LIMIT $8 FOR UPDATE OF q SKIP LOCKED),"
     " leased AS ("
     " UPDATE deliveries d SET status = 'Processing', lease_token = $9,"
     " due_at_us = $10 + COALESCE((SELECT e.http_timeout FROM endpoints e"
@@ -76,11 +104,11 @@ _TICK = (
     " d.idempotency_key, d.delivery_mode, d.attempts, d.retry_limit, d.strategy,"
     " d.interval_seconds, d.max_retry_seconds, d.created_at_us, p.status AS previous_status,"
     " d.lease_token,"
-    " p.due_at_us AS previous_due)"
+    " p.due_at_us AS previous_due, d.ordering_key)"
     " SELECT l.id, l.project_id, l.event_id, l.endpoint_id, l.event_type, l.idempotency_key,"
     " l.delivery_mode, l.attempts, l.retry_limit, l.strategy, l.interval_seconds,"
     " l.max_retry_seconds, l.created_at_us, l.previous_status, v.data, v.headers,"
-    " e.updated_at_us, p.updated_at_us, l.lease_token"
+    " e.updated_at_us, p.updated_at_us, l.lease_token, l.ordering_key IS NOT NULL"
     " FROM leased l LEFT JOIN events v ON v.id = l.event_id"
     " LEFT JOIN endpoints e ON e.id = l.endpoint_id"
     " LEFT JOIN projects p ON p.id = l.project_id"
@@ -102,9 +130,16 @@ _RELEASE = (
 )
 
 
+#: ordered deliveries remembered as leased here at most (past it the memory is cleared:
+#: it only hastens a successor's claim)
+_ORDERED_MEMORY = 100_000
+
+
 class PostgresQueue:
     def __init__(self, db: PostgresDatabase) -> None:
         self._db = db
+        #: ids of ordered deliveries leased by this queue and not finished yet
+        self._ordered: set[str] = set()
 
     async def tick(
         self, finished: Sequence[Finish], *, limit: int, now_us: int, lease_us: int, token: str
@@ -115,7 +150,14 @@ class PostgresQueue:
         async def record(done: Sequence[Finish]) -> None:
             await self._run(done, 0, now_us, now_us, token)
 
-        return await tick_isolated(claim, record, finished)
+        heads = self._ordered.intersection(f.delivery_id for f in finished if f.status != "Retry")
+        leases = await tick_isolated(claim, record, finished)
+        if heads and len(leases) < limit:
+            # an ordered delivery finished in this tick was still live in its snapshot, so
+            # the next of its key could not be claimed by it: claim once more at once
+            self._ordered.difference_update(heads)
+            leases += await self._run([], limit - len(leases), now_us, now_us + lease_us, token)
+        return leases
 
     async def _run(
         self, finished: Sequence[Finish], limit: int, now_us: int, until_us: int, token: str
@@ -125,17 +167,25 @@ class PostgresQueue:
         args = _tick_args(finished, limit, now_us, until_us, token)
         if any(f.breaker is not None or f.disable for f in finished):
 
-            async def run(tx: Tx) -> list[Lease]:
+            async def run(tx: Tx) -> Sequence[Any]:
                 await _health(tx, finished, now_us)
-                return _leases(await (await _conn(tx)).fetch(_TICK, *args))
+                rows: Sequence[Any] = await (await _conn(tx)).fetch(_TICK, *args)
+                return rows
 
-            return await self._db.write(run)
-        return _leases(await self._db.statement(_TICK, *args))
+            rows = await self._db.write(run)
+        else:
+            rows = await self._db.statement(_TICK, *args)
+        if len(self._ordered) > _ORDERED_MEMORY:
+            self._ordered.clear()
+        self._ordered.difference_update(f.delivery_id for f in finished)
+        self._ordered.update(r[0] for r in rows if r[-1])
+        return _leases(rows)
 
     async def defer(self, deferrals: Sequence[Deferral], now_us: int) -> int:
         """Give leases back unspent: the attempt counted at the claim is undone."""
         if not deferrals:
             return 0
+        self._ordered.difference_update(d.delivery_id for d in deferrals)
         ordered = sorted(deferrals)  # one lock order for every worker
         rows = await self._db.statement(
             _DEFER,
@@ -151,6 +201,7 @@ class PostgresQueue:
     async def release(self, leases: Sequence[tuple[str, str]], now_us: int) -> int:
         if not leases:
             return 0
+        self._ordered.difference_update(d for d, _ in leases)
         ordered = sorted(leases)
 
         async def run(tx: Tx) -> int:
@@ -204,4 +255,4 @@ def _tick_args(
 
 def _leases(rows: Sequence[Any]) -> list[Lease]:
     make = Lease._make
-    return [make(tuple(r)) for r in rows]
+    return [make(tuple(r)[:-1]) for r in rows]  # the last column: ordered or not

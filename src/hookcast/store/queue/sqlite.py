@@ -19,13 +19,22 @@ from hookcast.domain import storable
 from hookcast.domain.models import HELD_US
 from hookcast.domain.ports.queue import AttemptRow, Deferral, Finish, Lease
 from hookcast.store.db import Tx
-from hookcast.store.queue import tick_isolated
+from hookcast.store.queue import (
+    BLOCK_KEY,
+    HEAD_OF_KEY,
+    PARK_BATCH,
+    PARK_US,
+    PARKABLE,
+    next_of_key,
+    ordering_note,
+    tick_isolated,
+)
 from hookcast.store.records import disable
 from hookcast.store.sqlite import SqliteDatabase, SqliteTx
 
 _PICK = (
-    "SELECT id, status FROM deliveries WHERE status IN ('Scheduled', 'Retry', 'Processing') "
-    "AND due_at_us <= ? ORDER BY due_at_us LIMIT ?"
+    "SELECT q.id, q.status FROM deliveries q WHERE q.status IN ('Scheduled', 'Retry', "
+    f"'Processing') AND q.due_at_us <= ? AND {HEAD_OF_KEY} ORDER BY q.due_at_us LIMIT ?"
 )
 # the lease lasts the endpoint's own timeout plus the margin
 _LEASE = (
@@ -44,9 +53,28 @@ _LEASE = (
 _FINISH = (
     "UPDATE deliveries SET status = ?1, due_at_us = CASE WHEN ?1 = 'Retry' AND EXISTS "
     "(SELECT 1 FROM endpoints e WHERE e.id = deliveries.endpoint_id AND e.status = 'inactive') "
-    f"THEN {HELD_US} ELSE ?2 END, latency_us = COALESCE(?3, latency_us), description = ?4, "
+    f"THEN {HELD_US} ELSE ?2 END, latency_us = COALESCE(?3, latency_us), "
+    f"description = ?4 || {ordering_note('?1', 'deliveries')}, "
     "lease_token = NULL, updated_at_us = ?5 "
     "WHERE id = ?6 AND lease_token = ?7 AND status = 'Processing'"
+)
+# ordered deliveries waiting behind their key's head are parked for a while (docs/ordering.md)
+_PARK = (
+    "UPDATE deliveries SET due_at_us = ?, lease_token = 'parked' WHERE id IN ("
+    + PARKABLE.format(now="?", limit=PARK_BATCH)
+    + ")"
+)
+# the end of an ordered delivery unparks the next of its key
+_UNPARK = (
+    "UPDATE deliveries SET due_at_us = ?, lease_token = NULL WHERE id IN ("
+    + next_of_key("(SELECT * FROM deliveries WHERE id IN (SELECT value FROM json_each(?)))")
+    + ") AND status = 'Scheduled' AND lease_token = 'parked'"
+)
+# a delivery failed for good blocks its ordered key (endpoint policy "block")
+_BLOCK = BLOCK_KEY.format(
+    now="?",
+    finished="(SELECT id, endpoint_id, project_id, ordering_key, status FROM deliveries "
+    "WHERE id IN (SELECT value FROM json_each(?)) AND updated_at_us = ?)",
 )
 _ATTEMPT = f"INSERT INTO attempts ({', '.join(AttemptRow._fields)}) VALUES ({', '.join('?' * 16)})"
 _DEFER = (
@@ -146,11 +174,18 @@ async def _record(tx: Tx, finished: Sequence[Finish], now_us: int) -> None:
     attempts = [storable.attempt_row(f.attempt) for f in finished if f.attempt is not None]
     if attempts:
         conn.executemany(_ATTEMPT, attempts)
+    failed = [f.delivery_id for f in finished if f.status == "Failure"]
+    if failed:  # recorded by this transaction (the fence held): updated now, Failure
+        conn.execute(_BLOCK, (now_us, orjson.dumps(failed).decode(), now_us))
+    ended = [f.delivery_id for f in finished if f.status != "Retry"]
+    if ended:
+        conn.execute(_UNPARK, (now_us, orjson.dumps(ended).decode()))
 
 
 def _lease(
     conn: sqlite3.Connection, limit: int, now_us: int, lease_us: int, token: str
 ) -> list[Lease]:
+    conn.execute(_PARK, (now_us + PARK_US, now_us))
     picked = conn.execute(_PICK, (now_us, limit)).fetchall()
     if not picked:
         return []
