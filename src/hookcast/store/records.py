@@ -591,8 +591,20 @@ class Records:
                 d=delivery_id,
                 p=project_id,
             )
+            if row is None:
+                return None
+            skipped = DELIVERY.load(row)
+            # the key's waiting deliveries go at once, not when their parking ends
+            await tx.run(
+                "UPDATE deliveries SET due_at_us = :now, lease_token = NULL "
+                "WHERE endpoint_id = :e AND ordering_key = :k AND status = 'Scheduled' "
+                "AND lease_token = 'parked'",
+                now=now_us,
+                e=skipped.endpoint_id,
+                k=skipped.ordering_key,
+            )
             tx.notify()
-            return None if row is None else DELIVERY.load(row)
+            return skipped
 
         return await self.db.write(run)
 
