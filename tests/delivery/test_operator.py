@@ -46,12 +46,24 @@ def test_replay_resends_and_a_second_call_while_pending_is_a_no_op(
     event = project.publish(ep["uid"])
     receiver.wait_for("/r", 1)
     assert wait_until(lambda: project.deliveries()[0]["status"] == "Success", 5)
-    project.ok("PUT", f"/events/{event['uid']}/replay")
+    r = project.call("PUT", f"/events/{event['uid']}/replay")
+    assert r.status_code == 200 and r.json()["message"].endswith(": 1 delivery requeued"), r.text
     receiver.wait_for("/r", 2)
     assert wait_until(lambda: project.deliveries()[0]["status"] == "Success", 5)
     assert len(project.deliveries()) == 1  # the same delivery (and webhook-id) again
     got = receiver.at("/r")
     assert got[0].headers["webhook-id"] == got[1].headers["webhook-id"]
+
+
+def test_replay_says_when_nothing_was_requeued(gateway: Gateway, receiver: Receiver) -> None:
+    project = gateway.create_project("replay-held")
+    receiver.behave("/held", Behaviour(delay_s=3.0))  # the delivery stays in Processing
+    ep = project.endpoint(receiver.url + "/held")
+    event = project.publish(ep["uid"])
+    assert wait_until(lambda: project.deliveries()[0]["status"] == "Processing", 5)
+    r = project.call("PUT", f"/events/{event['uid']}/replay")
+    assert r.status_code == 200, r.text
+    assert "nothing requeued, its deliveries are still queued" in r.json()["message"], r.text
 
 
 def test_retention_removes_old_rows_in_batches(gateway: Gateway, receiver: Receiver) -> None:

@@ -67,9 +67,15 @@ async def replay_event(request: web.Request) -> web.Response:
     event = await c.store.get_event(project.id, request.match_info["event_id"])
     if event is None:
         raise NotFoundError("Resource not found")
-    await c.store.replay_event(project.id, event.id, c.clock())
+    requeued = await c.store.replay_event(project.id, event.id, c.clock())
     c.ingest.notify()
-    return ok(ser.event(event), "Endpoint event replayed successfully")
+    # Convoy's answer, with what happened: none requeued when every delivery is still queued
+    note = (
+        f": {requeued} {'delivery' if requeued == 1 else 'deliveries'} requeued"
+        if requeued
+        else ": nothing requeued, its deliveries are still queued or it has none"
+    )
+    return ok(ser.event(event), "Endpoint event replayed successfully" + note)
 
 
 async def get_job(request: web.Request) -> web.Response:
