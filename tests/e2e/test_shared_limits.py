@@ -72,6 +72,7 @@ def test_an_unreachable_redis_falls_back_to_local_limits() -> None:
 
 class _Worker:
     def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.log_path = log
         self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hookcast", "worker"],
@@ -79,6 +80,14 @@ class _Worker:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
+
+    def ready(self, peers: int | None) -> bool:
+        """Started; with *peers*, its last count of live workers (Redis) is *peers*."""
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        if peers is None:
+            return any("worker.started" in line for line in lines)
+        counts = [line for line in lines if "worker.peers" in line]
+        return bool(counts) and counts[-1].rstrip().endswith(f"workers={peers}")
 
     def stop(self) -> int | None:
         self.proc.terminate()
@@ -108,7 +117,6 @@ def _run_three_workers(
     *,
     shared: bool,
     events: int = EVENTS,
-    settle_s: float = 1.0,
     **endpoint: object,
 ) -> list[float]:
     """3 worker processes deliver *events* events to one endpoint (rate limited to
@@ -138,7 +146,13 @@ def _run_three_workers(
         ep = project.endpoint(receiver.url + path, **fields)
         if delay is not None:
             receiver.behave(path, Behaviour(delay_s=float(str(delay))))
-        time.sleep(settle_s)  # the workers are up, polling (and have counted each other)
+        # the workers are up, polling, and (with Redis) have counted each other: a worker
+        # that starts late under load would otherwise hold a larger share for a second
+        deadline = time.monotonic() + 30
+        while not all(w.ready(3 if shared else None) for w in workers):
+            assert time.monotonic() < deadline, [w.log_path.read_text() for w in workers]
+            assert all(w.proc.poll() is None for w in workers), "a worker exited"
+            time.sleep(0.05)
         for i in range(events):
             project.publish(ep["uid"], data={"i": i})
         got = receiver.wait_for(path, events, timeout=30)
@@ -212,7 +226,6 @@ def test_a_concurrency_cap_is_divided_among_live_workers(
         tmp_path,
         shared=shared,
         events=18,
-        settle_s=3.0,
         max_in_flight=cap,
         delay_s=hold,
     )
