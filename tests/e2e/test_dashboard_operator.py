@@ -8,10 +8,13 @@ event fails, and once the receiver recovers the operator retries it from the del
 (and force-resends and replays it); then makes an API key with the broadcast grant (by
 keyboard alone), a portal link, rotates the endpoint's secret, edits, pauses and deletes it.
 Every refusal on the way is the API's own message, in an alert next to its form.
+An ordered endpoint: its blocked keys listed with the delivery that blocks each, skipped
+or retried from its page.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -431,3 +434,59 @@ def test_operator_works_in_the_dashboard(gateway: Gateway, receiver: Receiver, t
     tab.shot("21-endpoint-deleted")
 
     assert tab.errors == [], tab.errors
+
+
+def test_operator_orders_an_endpoint_and_unblocks_its_keys(
+    gateway: Gateway, receiver: Receiver, tab: Tab
+) -> None:
+    """Ordering per key set from the edit form; a key blocked by a delivery that failed for
+    good is listed on the endpoint's page with that delivery; "Skip it" lets the key go on
+    without it, "Retry it" sends it again first."""
+    project = gateway.create_project("ordered", CONFIG)
+    ep = project.endpoint(receiver.url + "/ordered", name="ledger")
+    page = tab.page
+    page.goto(gateway.base + "/dashboard/#/login")
+    page.fill("#key", project.key)
+    page.click("button[type=submit]")
+    page.get_by_role("link", name="ordered").click()
+    page.get_by_role("link", name="ledger").click()
+    expect(page.locator(".ep-ordering")).to_have_text("none")
+    expect(page.locator("#blocked-keys")).to_be_empty()
+
+    page.get_by_label("Ordering", exact=True).select_option("per_key")
+    page.click("#edit-endpoint button[type=submit]")
+    expect(page.locator("#edit-endpoint [role=status]")).to_have_text("Endpoint saved.")
+    expect(page.locator(".ep-ordering")).to_contain_text("per key")
+    assert project.ok("GET", f"/endpoints/{ep['uid']}")["ordering"] == "per_key"
+    expect(page.locator("#blocked-keys")).to_contain_text("every ordering key is moving")
+
+    # two keys, each blocked by its first delivery; their second ones wait behind
+    receiver.behave("/ordered", Behaviour(status=500))
+    first = {k: project.publish(ep["uid"], data={"k": k, "n": 1}, ordering_key=k) for k in "ab"}
+    for k in "ab":
+        project.publish(ep["uid"], data={"k": k, "n": 2}, ordering_key=k)
+    rows = page.locator("#blocked-keys tr[data-blocked-key]")
+    expect(rows).to_have_count(2, timeout=20_000)
+    tab.shot("20-blocked-keys")
+    seen_while_blocked = len(receiver.at("/ordered"))
+    receiver.behave("/ordered", Behaviour(status=200))
+
+    def sent(k: str) -> list[int]:
+        bodies = [json.loads(r.body) for r in receiver.at("/ordered")]
+        return [d["n"] for d in bodies if d.get("k") == k]
+
+    # skip a: its second delivery goes, its first stays failed, recorded as skipped
+    page.locator("tr[data-blocked-key=a] button.skip-blocked").click()
+    expect(page.locator("#blocked-keys [role=status]")).to_contain_text("skipped")
+    expect(rows).to_have_count(1)
+    assert wait_until(lambda: 2 in sent("a"), 15), receiver.at("/ordered")
+    assert len(receiver.at("/ordered")) > seen_while_blocked
+    # retry b: its first delivery goes again, before its second
+    page.locator("tr[data-blocked-key=b] button.retry-blocked").click()
+    expect(rows).to_have_count(0)
+    assert wait_until(lambda: 2 in sent("b"), 15), receiver.at("/ordered")
+    assert sent("b")[-2:] == [1, 2] and sent("a")[-1] == 2
+    skipped = project.ok("GET", "/eventdeliveries", params={"eventId": first["a"]["uid"]})
+    assert "skipped by an operator" in skipped["content"][0]["description"]
+    tab.shot("21-keys-unblocked")
+    assert not tab.errors, tab.errors

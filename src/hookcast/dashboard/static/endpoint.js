@@ -24,7 +24,11 @@ function endpointFields(ep = {}) {
     rate: num("rate_limit", ep.rate_limit, "ep-rate"),
     duration: num("rate_limit_duration", ep.rate_limit_duration, "ep-rate-duration"),
     timeout: num("http_timeout", ep.http_timeout, "ep-timeout"),
+    ordering: select("ordering", [["none", "none: send as soon as due"], ["per_key", "per key: one at a time, in publish order"]], ep.ordering || "none"),
+    onFailure: select("ordering_on_failure", [["block", "block the key until retried or skipped"], ["skip", "skip it and go on"]], ep.ordering_on_failure || "block"),
   };
+  f.ordering.id = "ep-ordering";
+  f.onFailure.id = "ep-ordering-failure";
   f.nodes = [
     h("div", { class: "grid2" },
       field("Name", f.name),
@@ -32,7 +36,9 @@ function endpointFields(ep = {}) {
       field("Owner ID", f.owner, "Groups a customer's endpoints: fan-out events and portal links use it."),
       field("Timeout (s)", f.timeout, "How long one attempt may take; empty keeps the default (10 s)."),
       field("Rate limit", f.rate, "Deliveries per window; 0 or empty for no limit."),
-      field("Rate limit window (s)", f.duration)),
+      field("Rate limit window (s)", f.duration),
+      field("Ordering", f.ordering, "Per key: a key's next delivery waits until the one before it ended (the publish's ordering_key; none: one key for the endpoint)."),
+      field("When an ordered delivery fails for good", f.onFailure)),
     field("Description", f.description),
   ];
   f.body = () => {
@@ -44,6 +50,8 @@ function endpointFields(ep = {}) {
       rate_limit: number(f.rate, "Rate limit"),
       rate_limit_duration: number(f.duration, "Rate limit window"),
       http_timeout: number(f.timeout, "Timeout"),
+      ordering: f.ordering.value,
+      ordering_on_failure: f.onFailure.value,
     };
     for (const [k, v] of Object.entries(body)) if (v === null) delete body[k];
     return body;
@@ -99,6 +107,34 @@ function deliveriesTable(pid, list) {
   return table(["Event", "Status", "Attempts", "Updated (UTC)", ""], rows, "No deliveries to this endpoint yet.");
 }
 
+const orderingText = (ep) => ep.ordering === "per_key"
+  ? `per key, in publish order; a delivery failed for good ${ep.ordering_on_failure === "skip" ? "is skipped" : "blocks its key"}`
+  : "none";
+
+// an ordered endpoint's blocked keys, each with the failed delivery holding it: send that
+// delivery again (it goes first) or skip it (the rest of the key goes on without it)
+function blockedTable(pid, p, list, box, redraw) {
+  const action = (cls, label, fn) => h("button", {
+    type: "button",
+    class: cls,
+    onclick: (e) => act(e.currentTarget, box, async () => { box.ok(await fn()); await redraw(); }),
+  }, label);
+  const rows = list.map((b) => h("tr", { "data-blocked-key": b.ordering_key },
+    h("td", { class: "mono" }, b.ordering_key === "" ? h("span", { class: "muted" }, "(the endpoint's one key)") : b.ordering_key),
+    h("td", {}, h("a", { href: href(pid, `deliveries/${b.delivery_id}`), class: "mono small" }, b.delivery_id)),
+    h("td", {}, when(b.blocked_at)),
+    h("td", { class: "row-actions" },
+      action("retry-blocked", "Retry it", async () => {
+        await p.put(`/eventdeliveries/${b.delivery_id}/resend`);
+        return `Delivery ${b.delivery_id} queued again: it goes first, then the rest of its key.`;
+      }),
+      action("skip-blocked", "Skip it", async () => {
+        await p.post(`/eventdeliveries/${b.delivery_id}/skip`);
+        return `Delivery ${b.delivery_id} skipped: the rest of its key goes on.`;
+      }))));
+  return table(["Ordering key", "Blocked by", "Since (UTC)", ""], rows, "No blocked key: every ordering key is moving.");
+}
+
 function describeFilter(sub) {
   const types = sub.filter_config.event_types;
   const flt = sub.filter_config.filter || {};
@@ -121,6 +157,8 @@ export async function endpointPage(page) {
   const secrets = h("div");
   const subs = h("div");
   const deliveries = h("div", { id: "endpoint-deliveries" });
+  const blocked = h("div", { id: "blocked-keys" });
+  const blockedBox = feedback();
   const top = feedback();
   if (page.query.get("created")) top.ok("Endpoint created. Add a subscription to choose the events it receives.");
   if (page.query.get("saved")) top.ok("Subscription saved.");
@@ -136,6 +174,7 @@ export async function endpointPage(page) {
       ["Status", h("span", { class: "ep-status" }, status(ep.status))],
       ["Rate limit", ep.rate_limit ? `${ep.rate_limit} per ${ep.rate_limit_duration || 1} s` : "none"],
       ["Timeout", `${ep.http_timeout} s`],
+      ["Ordering", h("span", { class: "ep-ordering" }, orderingText(ep))],
       ["Description", ep.description || "—"],
     ]));
     fill(secrets, secretsList(ep));
@@ -178,6 +217,7 @@ export async function endpointPage(page) {
   ], editBox, async () => {
     await p.put(`/endpoints/${eid}`, f.body());
     await reload();
+    await drawBlocked();
     editBox.ok("Endpoint saved.");
   });
 
@@ -243,6 +283,22 @@ export async function endpointPage(page) {
     page.wake();
   });
 
+  // shown for an ordered endpoint (or one with keys still blocked from when it was)
+  let blockedCount = 0;
+  let blockedShown = null; // drawn again only when it changed (the keyboard focus stays)
+  async function drawBlocked() {
+    const list = await p.get(`/endpoints/${eid}/ordering/blocked`);
+    blockedCount = list.length;
+    const drawn = JSON.stringify([ep.ordering, list]);
+    if (drawn === blockedShown) return;
+    blockedShown = drawn;
+    if (!list.length && ep.ordering !== "per_key") return fill(blocked);
+    fill(blocked,
+      h("div", { class: "section-head" }, h("h2", {}, "Blocked ordering keys ", list.length ? badge(String(list.length), "bad") : null)),
+      blockedBox.el,
+      blockedTable(pid, p, list, blockedBox, async () => { await drawBlocked(); page.wake(); }));
+  }
+
   await reload();
   await drawSubs();
   page.render(
@@ -250,6 +306,7 @@ export async function endpointPage(page) {
     top.el,
     details,
     subs,
+    blocked,
     h("div", { class: "section-head" }, h("h2", {}, `Recent deliveries (last ${RECENT})`)),
     deliveries,
     send,
@@ -260,7 +317,9 @@ export async function endpointPage(page) {
     try {
       const list = (await p.get("/eventdeliveries", { endpointId: eid, perPage: RECENT })).content;
       fill(deliveries, deliveriesTable(pid, list));
-      return list.some((d) => !DONE.has(d.status)) ? 1000 : 5000;
+      // a button being pressed keeps its panel (and the keyboard focus) until it is done
+      if (!blocked.querySelector("[aria-disabled=true]")) await drawBlocked();
+      return list.some((d) => !DONE.has(d.status)) || blockedCount ? 1000 : 5000;
     } catch (err) {
       fill(deliveries, h("p", { class: "error", role: "alert" }, err.message));
       return 10000;

@@ -196,6 +196,14 @@ function resendButton(p, d, page, box) {
   });
 }
 
+// let the ordering key a failed delivery blocks go on without it (the API says when it
+// blocks nothing)
+function skipButton(p, d, page, box) {
+  if (d.status !== "Failure" || d.ordering_key === null || d.ordering_key === undefined) return null;
+  return actionButton("skip", "Skip", "Let the rest of its ordering key go on without this delivery", box, page,
+    async () => `${(await p.send("POST", `/eventdeliveries/${d.uid}/skip`)).message}.`);
+}
+
 // send a successful delivery again (Convoy's forceresend)
 function forceResendButton(p, d, page, box) {
   if (d.status !== "Success") return null;
@@ -352,7 +360,8 @@ export async function delivery(page) {
       page.render(
         h("h1", {}, "Delivery ", h("span", { class: "mono" }, d.uid)),
         h("div", { class: "actions" }, h("span", { class: "status" }, status(d.status)),
-          resendButton(p, d, page, box), forceResendButton(p, d, page, box), replayButton(p, d.event_id, page, box)),
+          resendButton(p, d, page, box), skipButton(p, d, page, box), forceResendButton(p, d, page, box),
+          replayButton(p, d.event_id, page, box)),
         box.el,
         kv([
           ["Event", h("a", { href: href(pid, `events/${d.event_id}`) }, `${d.event_type} (${d.event_id})`)],
@@ -360,6 +369,8 @@ export async function delivery(page) {
           ["Attempts", `${d.metadata.num_trials} of ${d.metadata.retry_limit}`],
           ["Next send (UTC)", DONE.has(d.status) ? "—" : when(d.metadata.next_send_time)],
           ["Latency", d.latency_seconds ? `${(d.latency_seconds * 1000).toFixed(1)} ms` : "—"],
+          ["Ordering key", d.ordering_key === null || d.ordering_key === undefined ? "— (unordered)"
+            : d.ordering_key === "" ? "the endpoint's one key" : h("span", { class: "mono" }, d.ordering_key)],
           ["Description", d.description || "—"],
         ]),
         h("h2", {}, "Attempts"),
