@@ -15,6 +15,7 @@ from hookcast.domain.models import (
 )
 from hookcast.domain.ports import Lease
 from hookcast.store import Store
+from hookcast.store.queue import SWEEP_US
 from store.test_contract import (
     NOW,
     claim,
@@ -205,3 +206,23 @@ async def test_concurrent_claims_take_one_delivery_per_key(store: Store) -> None
         await complete(store, [done(lease) for lease in leases])
     assert sum(len(v) for v in seen.values()) == 200
     assert all(v == sorted(v) for v in seen.values())  # each key in publish order
+
+
+async def test_a_parked_delivery_whose_wait_ended_unseen_is_swept(store: Store) -> None:
+    """Parked deliveries are never claimed as such; one whose head ended without the queue
+    seeing it (on PostgreSQL, a park and an end racing in two workers) is unparked by the
+    sweep that runs once per SWEEP_US, so its key never stalls for good."""
+    pid, ep = await _ordered(store)
+    e1, e2 = await _publish(store, pid, ep, ["k", "k"])
+    [head] = await claim(store, "w1")  # e2 is parked behind it by this tick
+    assert head.event_id == e1
+    # the head ends behind the queue's back: nothing unparks e2
+    await store.db.write(
+        lambda tx: tx.run(
+            "UPDATE deliveries SET status = 'Success', lease_token = NULL WHERE id = :id",
+            id=head.id,
+        )
+    )
+    assert await claim(store, "w1", now=NOW + 1) == []  # parked: not due, whatever the clock
+    later = NOW + SWEEP_US
+    assert _events(await claim(store, "w1", now=later)) == [e2]

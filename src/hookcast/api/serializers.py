@@ -205,12 +205,13 @@ def delivery(d: Delivery) -> dict[str, Any]:
         "latency_seconds": latency_s or 0.0,
         "description": d.description,
         "ordering_key": d.ordering_key,
-        "held": d.next_attempt_at_us >= HELD_US and d.status.value in ("Scheduled", "Retry"),
+        "held": d.next_attempt_at_us == HELD_US and d.status.value in ("Scheduled", "Retry"),
         "metadata": {
             "data": None,
             "raw": "",
             "strategy": d.strategy,
-            # held for a disabled endpoint: no send time until it is back
+            # held for a disabled endpoint (or parked behind its ordering key's head): no
+            # send time until it is back (until that one ends)
             "next_send_time": None if d.next_attempt_at_us >= HELD_US else ts(d.next_attempt_at_us),
             "num_trials": d.attempts,
             "interval_seconds": d.interval_seconds,

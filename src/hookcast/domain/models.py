@@ -37,6 +37,9 @@ class DeliveryStatus(enum.StrEnum):
 
 #: the due time of deliveries held for a disabled endpoint: never claimed until released
 HELD_US = 1 << 62
+#: the due time of an ordered delivery parked behind its key's head (docs/ordering.md):
+#: never claimed as such, unparked when the delivery before it ends
+PARKED_US = HELD_US + 1
 
 #: statuses a worker may claim (Processing only once its lease has expired)
 CLAIMABLE = (DeliveryStatus.SCHEDULED, DeliveryStatus.RETRY, DeliveryStatus.PROCESSING)

@@ -28,6 +28,7 @@ from hookcast.domain.errors import (
 from hookcast.domain.ids import new_id, ulid_floor
 from hookcast.domain.models import (
     HELD_US,
+    PARKED_US,
     ApiKey,
     Attempt,
     BatchJob,
@@ -598,8 +599,9 @@ class Records:
             await tx.run(
                 "UPDATE deliveries SET due_at_us = :now, lease_token = NULL "
                 "WHERE endpoint_id = :e AND ordering_key = :k AND status = 'Scheduled' "
-                "AND lease_token = 'parked'",
+                "AND due_at_us = :parked",
                 now=now_us,
+                parked=PARKED_US,
                 e=skipped.endpoint_id,
                 k=skipped.ordering_key,
             )
@@ -706,8 +708,9 @@ class Records:
             row = await tx.row(
                 "SELECT count(*) FILTER (WHERE due_at_us <= :now), "
                 "MIN(due_at_us) FILTER (WHERE due_at_us <= :now), "
-                "count(*) FILTER (WHERE due_at_us > :now AND due_at_us < :held), "
-                f"count(*) FILTER (WHERE due_at_us >= :held) FROM deliveries WHERE {PENDING}",
+                # (ordered deliveries parked behind their key's head count as later)
+                "count(*) FILTER (WHERE due_at_us > :now AND due_at_us <> :held), "
+                f"count(*) FILTER (WHERE due_at_us = :held) FROM deliveries WHERE {PENDING}",
                 now=now_us,
                 held=HELD_US,
             )

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from hookcast.domain import storable
 from hookcast.domain.errors import StoreError
+from hookcast.domain.models import PARKED_US
 from hookcast.domain.ports.queue import Finish, Lease
 
 log = logging.getLogger("hookcast.store")
@@ -26,26 +27,55 @@ _WAITS = (
     " OR EXISTS (SELECT 1 FROM ordering_blocks b WHERE b.endpoint_id = q.endpoint_id"
     " AND b.ordering_key = q.ordering_key))"
 )
-#: the claim's test (alias ``q``; docs/ordering.md): unordered, or the head of its key and
-#: no older broadcast of its project still writing its deliveries (one of them may come
-#: before it)
-HEAD_OF_KEY = (
-    f"(q.ordering_key IS NULL OR (NOT {_WAITS}"
-    # (through the small partial index of fan-outs in progress: the `|| ''` keep the
-    # planners off the project's index, which would walk every event of the project)
-    " AND NOT EXISTS (SELECT 1 FROM events v WHERE v.fanout_due_at_us IS NOT NULL"
-    " AND v.project_id || '' = q.project_id AND v.id || '' < q.event_id)))"
+
+
+def head_of_key(behind_fanout: str) -> str:
+    """The claim's test (alias ``q``; docs/ordering.md): unordered, or the head of its key
+    and no older broadcast of its project still writing its deliveries (one of them may
+    come before it); *behind_fanout*: the SQL that finds such a broadcast."""
+    return f"(q.ordering_key IS NULL OR (NOT {_WAITS} AND NOT EXISTS ({behind_fanout})))"
+
+
+#: SQLite: through the small partial index of fan-outs in progress (the `|| ''` keep the
+#: planner off the project's index, which would walk every event of the project)
+HEAD_OF_KEY = head_of_key(
+    "SELECT 1 FROM events v WHERE v.fanout_due_at_us IS NOT NULL"
+    " AND v.project_id || '' = q.project_id AND v.id || '' < q.event_id"
 )
-#: a waiting delivery found due is parked (``lease_token`` 'parked') this long, so the
-#: claim does not walk past it again on every tick; the end of the delivery before it
-#: (or a skip) unparks it at once, and the claim checks it again in any case
-PARK_US = 10_000_000
+#: PostgreSQL: the fan-outs in progress are found once per statement (``FANNING``, CTEs),
+#: not once per candidate, through their partial index whatever the statistics say (the
+#: ORDER BY … LIMIT holds the planner to it; a partition not analyzed yet would otherwise
+#: be scanned whole). Past FANNING_CAP fan-outs in progress at once, ordered deliveries
+#: wait until fewer are: never claimed out of order.
+FANNING_CAP = 10_000
+FANNING = (
+    "fanning_rows AS MATERIALIZED (SELECT v.project_id, v.id FROM events v"
+    f" WHERE v.fanout_due_at_us IS NOT NULL ORDER BY v.fanout_due_at_us LIMIT {FANNING_CAP}),"
+    " fanning AS MATERIALIZED (SELECT project_id, min(id) AS first_id FROM fanning_rows"
+    " GROUP BY project_id)"
+)
+HEAD_OF_KEY_FANNING = head_of_key(
+    "SELECT 1 FROM fanning w WHERE w.project_id = q.project_id AND w.first_id < q.event_id"
+    f" UNION ALL SELECT 1 WHERE (SELECT count(*) FROM fanning_rows) >= {FANNING_CAP}"
+)
+#: a waiting delivery found due is parked: due at PARKED_US (where the claim never looks,
+#: apart from the held deliveries at HELD_US) with ``lease_token`` 'parked'. The end of the
+#: delivery before it (or a skip) unparks it in the same transaction; a sweep every SWEEP_US
+#: unparks any whose wait ended unseen (a park and an end racing in two workers)
+SWEEP_US = 5_000_000
 PARK_BATCH = 1000
 #: the waiting, due, Scheduled deliveries to park (``{limit}``: how many at most)
 PARKABLE = (
     f"SELECT q.id FROM deliveries q WHERE q.status IN {_LIVE} AND q.due_at_us <= {{now}}"
     f" AND q.status = 'Scheduled' AND q.ordering_key IS NOT NULL AND {_WAITS}"
     " ORDER BY q.due_at_us LIMIT {limit}"
+)
+#: parked deliveries that no longer wait go now (the sweep; ``{table}``: the deliveries, or
+#: their queue partition)
+UNPARK_SWEEP = (
+    "UPDATE {table} SET due_at_us = {now}, lease_token = NULL WHERE id IN ("
+    f"SELECT q.id FROM deliveries q WHERE q.status IN {_LIVE} AND q.due_at_us = {PARKED_US}"
+    f" AND q.status = 'Scheduled' AND NOT {_WAITS})"
 )
 
 

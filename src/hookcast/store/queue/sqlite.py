@@ -16,15 +16,16 @@ from collections.abc import Sequence
 import orjson
 
 from hookcast.domain import storable
-from hookcast.domain.models import HELD_US
+from hookcast.domain.models import HELD_US, PARKED_US
 from hookcast.domain.ports.queue import AttemptRow, Deferral, Finish, Lease
 from hookcast.store.db import Tx
 from hookcast.store.queue import (
     BLOCK_KEY,
     HEAD_OF_KEY,
     PARK_BATCH,
-    PARK_US,
     PARKABLE,
+    SWEEP_US,
+    UNPARK_SWEEP,
     next_of_key,
     ordering_note,
     tick_isolated,
@@ -58,9 +59,9 @@ _FINISH = (
     "lease_token = NULL, updated_at_us = ?5 "
     "WHERE id = ?6 AND lease_token = ?7 AND status = 'Processing'"
 )
-# ordered deliveries waiting behind their key's head are parked for a while (docs/ordering.md)
+# ordered deliveries waiting behind their key's head are parked until it ends (docs/ordering.md)
 _PARK = (
-    "UPDATE deliveries SET due_at_us = ?, lease_token = 'parked' WHERE id IN ("
+    f"UPDATE deliveries SET due_at_us = {PARKED_US}, lease_token = 'parked' WHERE id IN ("
     + PARKABLE.format(now="?", limit=PARK_BATCH)
     + ")"
 )
@@ -68,8 +69,9 @@ _PARK = (
 _UNPARK = (
     "UPDATE deliveries SET due_at_us = ?, lease_token = NULL WHERE id IN ("
     + next_of_key("(SELECT * FROM deliveries WHERE id IN (SELECT value FROM json_each(?)))")
-    + ") AND status = 'Scheduled' AND lease_token = 'parked'"
+    + f") AND status = 'Scheduled' AND due_at_us = {PARKED_US}"
 )
+_SWEEP = UNPARK_SWEEP.format(table="deliveries", now="?")
 # a delivery failed for good blocks its ordered key (endpoint policy "block")
 _BLOCK = BLOCK_KEY.format(
     now="?",
@@ -92,14 +94,21 @@ _RELEASE = (
 class SqliteQueue:
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
+        self._sweep_at_us = 0
 
     async def tick(
         self, finished: Sequence[Finish], *, limit: int, now_us: int, lease_us: int, token: str
     ) -> list[Lease]:
+        sweep = now_us >= self._sweep_at_us
+        if sweep:
+            self._sweep_at_us = now_us + SWEEP_US
+
         async def claim(done: Sequence[Finish]) -> list[Lease]:
             async def run(tx: Tx) -> list[Lease]:
                 conn = _conn(tx)
                 await _record(tx, done, now_us)
+                if sweep and limit > 0:
+                    conn.execute(_SWEEP, (now_us,))
                 return _lease(conn, limit, now_us, lease_us, token) if limit > 0 else []
 
             return await self._db.write(run)
@@ -185,7 +194,7 @@ async def _record(tx: Tx, finished: Sequence[Finish], now_us: int) -> None:
 def _lease(
     conn: sqlite3.Connection, limit: int, now_us: int, lease_us: int, token: str
 ) -> list[Lease]:
-    conn.execute(_PARK, (now_us + PARK_US, now_us))
+    conn.execute(_PARK, (now_us,))
     picked = conn.execute(_PICK, (now_us, limit)).fetchall()
     if not picked:
         return []
