@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import orjson
@@ -33,6 +34,7 @@ from hookcast.domain.outbox import (
     retry_delay,
 )
 from hookcast.outbox import asyncpg as outbox_asyncpg
+from hookcast.outbox import django as outbox_django
 from hookcast.outbox import psycopg as outbox_psycopg
 from hookcast.outbox import publish, publish_async
 from hookcast.outbox import sqlalchemy as outbox_sa
@@ -168,6 +170,53 @@ async def asyncpg_conn(url: str, event: OutboxEvent, commit: bool) -> str:
     return row_id
 
 
+def _django_for(url: str) -> None:
+    """Django configured once for this process, its default database the application's."""
+    import django
+    from django.conf import settings
+
+    if settings.configured:
+        return
+    parts = urlsplit(url)
+    settings.configure(
+        DATABASES={
+            "default": {
+                "ENGINE": "django.db.backends.postgresql",
+                "NAME": parts.path.lstrip("/"),
+                "USER": parts.username or "postgres",
+                "HOST": parts.hostname or "127.0.0.1",
+                "PORT": parts.port or 5432,
+            }
+        },
+        USE_TZ=True,
+    )
+    django.setup()
+
+
+async def django_atomic(url: str, event: OutboxEvent, commit: bool) -> str:
+    """Django's ORM is synchronous (it refuses to run in an event loop's thread): the
+    application's request, in a thread of its own, in ``transaction.atomic()``."""
+
+    def request() -> str:
+        from django.db import connection, connections, transaction
+
+        _django_for(url)
+        row_id = ""
+        try:
+            with transaction.atomic():
+                connection.cursor().execute("SELECT 1")  # the application's own work
+                row_id = outbox_django.publish(event)
+                if not commit:
+                    raise _Rollback
+        except _Rollback:
+            pass
+        finally:
+            connections.close_all()
+        return row_id
+
+    return await asyncio.to_thread(request)
+
+
 async def dispatched(url: str, event: OutboxEvent, commit: bool) -> str:
     """The type-dispatching entry points: sync psycopg via publish(), asyncpg via
     publish_async()."""
@@ -193,6 +242,7 @@ WRITERS: dict[str, Writer] = {
     "psycopg": psycopg_sync,
     "psycopg_async": psycopg_async,
     "asyncpg": asyncpg_conn,
+    "django": django_atomic,
     "dispatch": dispatched,
 }
 
@@ -366,7 +416,7 @@ def test_importing_the_outbox_loads_no_driver() -> None:
     code = (
         "import sys, hookcast.outbox as o; "
         "o.OutboxEvent('t', {}, endpoint_id='e'); "
-        "print(sorted(m for m in ('sqlalchemy', 'psycopg', 'asyncpg', 'aiohttp') "
+        "print(sorted(m for m in ('sqlalchemy', 'psycopg', 'asyncpg', 'aiohttp', 'django') "
         "if m in sys.modules))"
     )
     out = subprocess.run(

@@ -14,8 +14,9 @@ committed, exactly once, and never if it rolled back::
 
 One adapter per driver, imported only when used (nothing here needs SQLAlchemy or
 psycopg): :mod:`hookcast.outbox.sqlalchemy` (``Session``, ``AsyncSession``),
-:mod:`hookcast.outbox.psycopg` (``Connection``, ``AsyncConnection``) and
-:mod:`hookcast.outbox.asyncpg`. :func:`publish` and :func:`publish_async` pick the
+:mod:`hookcast.outbox.psycopg` (``Connection``, ``AsyncConnection``),
+:mod:`hookcast.outbox.asyncpg` and :mod:`hookcast.outbox.django` (Django's connection, in
+``transaction.atomic()``). :func:`publish` and :func:`publish_async` pick the
 adapter from the connection's type. The table: ``hookcast outbox install``.
 """
 
