@@ -19,10 +19,12 @@ parking) name ``deliveries_queue`` itself: PostgreSQL then plans and locks
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from hookcast.domain import storable
+from hookcast.domain.errors import StoreError
 from hookcast.domain.models import HELD_US, PARKED_US
 from hookcast.domain.ports.queue import AttemptRow, Deferral, Finish, Lease
 from hookcast.store.db import Tx
@@ -125,6 +127,8 @@ _TICK = (
     " ORDER BY l.previous_due, l.id"
 )
 
+log = logging.getLogger("hookcast.store")
+
 _SWEEP = UNPARK_SWEEP.format(table=QUEUE, now="$1")
 
 _DEFER = (
@@ -165,7 +169,10 @@ class PostgresQueue:
 
         if limit > 0 and now_us >= self._sweep_at_us:  # parked ones whose wait ended unseen
             self._sweep_at_us = now_us + SWEEP_US
-            await self._db.statement(_SWEEP, now_us)
+            try:
+                await self._db.statement(_SWEEP, now_us)
+            except StoreError as exc:  # never holds back the tick: the next sweep tries again
+                log.warning("delivery.sweep_failed", extra={"error": exc.message[:200]})
         heads = self._ordered.intersection(f.delivery_id for f in finished if f.status != "Retry")
         leases = await tick_isolated(claim, record, finished)
         if heads and len(leases) < limit:
