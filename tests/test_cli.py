@@ -237,7 +237,7 @@ def test_send_broadcast_waits_for_the_last_delivery(
 def test_waiting_gives_up_after_the_timeout_with_advice(
     gateway: Gateway, project: Project, receiver: Receiver, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    receiver.behave("/slow", Behaviour(delay_s=5))
+    receiver.behave("/slow", Behaviour(delay_s=2))  # still in flight at the 0.5 s timeout
     ep = project.endpoint(receiver.url + "/slow", owner_id="o")
     body = {"name": "all", "endpoint_id": ep["uid"], "filter_config": {"event_types": ["*"]}}
     project.ok("POST", "/subscriptions", 201, json=body)

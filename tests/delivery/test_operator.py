@@ -57,7 +57,7 @@ def test_replay_resends_and_a_second_call_while_pending_is_a_no_op(
 
 def test_replay_says_when_nothing_was_requeued(gateway: Gateway, receiver: Receiver) -> None:
     project = gateway.create_project("replay-held")
-    receiver.behave("/held", Behaviour(delay_s=3.0))  # the delivery stays in Processing
+    receiver.behave("/held", Behaviour(delay_s=2.0))  # the delivery stays in Processing
     ep = project.endpoint(receiver.url + "/held")
     event = project.publish(ep["uid"])
     assert wait_until(lambda: project.deliveries()[0]["status"] == "Processing", 5)
