@@ -1,4 +1,4 @@
-"""The ``hookcast`` command. Thin: parse, build settings once, call bootstrap or _admin()."""
+"""The ``hookcast`` command. Thin: parse, build settings once, call bootstrap or admin."""
 
 from __future__ import annotations
 
@@ -146,8 +146,9 @@ def _print(args: argparse.Namespace, doc: dict[str, Any], text: str) -> None:
 
 
 async def _with_store(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> T:
-    _bootstrap().run_migrations(settings)
-    store = _bootstrap().build_store(settings)
+    bootstrap = _bootstrap()
+    bootstrap.run_migrations(settings)
+    store = bootstrap.build_store(settings)
     await store.open()
     try:
         return await fn(store.records)
@@ -160,10 +161,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise HookcastError("--no-worker and --workers N contradict each other: choose one")
     settings = _settings(args)
     logs.configure(settings.log_level, "text" if args.text_logs else settings.log_format)
-    revision = _bootstrap().run_migrations(settings)
+    bootstrap = _bootstrap()
+    revision = bootstrap.run_migrations(settings)
     import logging
 
-    workers, why = _bootstrap().process_layout(args.workers, no_worker=args.no_worker)
+    workers, why = bootstrap.process_layout(args.workers, no_worker=args.no_worker)
     logging.getLogger("hookcast").info(
         "hookcast.starting",
         extra={
@@ -175,7 +177,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "layout": why,
         },
     )
-    serving = _bootstrap().serve(
+    serving = bootstrap.serve(
         settings, api=True, worker=not args.no_worker, worker_processes=workers
     )
     if settings.port == 0 or _accepting(settings):  # its port is taken: serve will say so
@@ -251,19 +253,20 @@ def greeting(settings: Settings) -> str:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    parent = os.environ.get(_bootstrap().PARENT_ENV)
+    bootstrap = _bootstrap()
+    parent = os.environ.get(bootstrap.PARENT_ENV)
     if parent:
-        _bootstrap().follow_parent(int(parent))
+        bootstrap.follow_parent(int(parent))
     settings = _database(args, note=False)
     logs.configure(settings.log_level, "text" if args.text_logs else settings.log_format)
     if not parent:  # a worker process of a serve: that serve has just migrated
-        _bootstrap().run_migrations(settings)
+        bootstrap.run_migrations(settings)
         import logging
 
         logging.getLogger("hookcast").info(
             "worker.starting", extra={"database": shown_database(settings.database_url)}
         )
-    _run(_bootstrap().serve(settings, api=False, worker=True))
+    _run(bootstrap.serve(settings, api=False, worker=True))
     return 0
 
 

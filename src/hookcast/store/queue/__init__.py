@@ -70,6 +70,22 @@ PARKABLE = (
     f" AND q.status = 'Scheduled' AND q.ordering_key IS NOT NULL AND {_WAITS}"
     " ORDER BY q.due_at_us LIMIT {limit}"
 )
+
+
+class SweepClock:
+    """When a queue sweeps its parked deliveries: once every SWEEP_US, on a tick that
+    claims (one that only records has no room for what the sweep frees)."""
+
+    def __init__(self) -> None:
+        self._at_us = 0
+
+    def due(self, now_us: int, limit: int) -> bool:
+        if limit <= 0 or now_us < self._at_us:
+            return False
+        self._at_us = now_us + SWEEP_US
+        return True
+
+
 #: parked deliveries that no longer wait go now (the sweep; ``{table}``: the deliveries, or
 #: their queue partition)
 UNPARK_SWEEP = (

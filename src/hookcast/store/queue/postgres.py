@@ -36,8 +36,8 @@ from hookcast.store.queue import (
     HEAD_OF_KEY_FANNING,
     PARK_BATCH,
     PARKABLE,
-    SWEEP_US,
     UNPARK_SWEEP,
+    SweepClock,
     next_of_key,
     ordering_note,
     tick_isolated,
@@ -156,7 +156,7 @@ class PostgresQueue:
         self._db = db
         #: ids of ordered deliveries leased by this queue and not finished yet
         self._ordered: set[str] = set()
-        self._sweep_at_us = 0
+        self._sweep = SweepClock()
 
     async def tick(
         self, finished: Sequence[Finish], *, limit: int, now_us: int, lease_us: int, token: str
@@ -167,8 +167,7 @@ class PostgresQueue:
         async def record(done: Sequence[Finish]) -> None:
             await self._run(done, 0, now_us, now_us, token)
 
-        if limit > 0 and now_us >= self._sweep_at_us:  # parked ones whose wait ended unseen
-            self._sweep_at_us = now_us + SWEEP_US
+        if self._sweep.due(now_us, limit):  # parked ones whose wait ended unseen
             try:
                 await self._db.statement(_SWEEP, now_us)
             except StoreError as exc:  # never holds back the tick: the next sweep tries again

@@ -24,8 +24,8 @@ from hookcast.store.queue import (
     HEAD_OF_KEY,
     PARK_BATCH,
     PARKABLE,
-    SWEEP_US,
     UNPARK_SWEEP,
+    SweepClock,
     next_of_key,
     ordering_note,
     tick_isolated,
@@ -94,20 +94,18 @@ _RELEASE = (
 class SqliteQueue:
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
-        self._sweep_at_us = 0
+        self._sweep = SweepClock()
 
     async def tick(
         self, finished: Sequence[Finish], *, limit: int, now_us: int, lease_us: int, token: str
     ) -> list[Lease]:
-        sweep = now_us >= self._sweep_at_us
-        if sweep:
-            self._sweep_at_us = now_us + SWEEP_US
+        sweep = self._sweep.due(now_us, limit)
 
         async def claim(done: Sequence[Finish]) -> list[Lease]:
             async def run(tx: Tx) -> list[Lease]:
                 conn = _conn(tx)
                 await _record(tx, done, now_us)
-                if sweep and limit > 0:
+                if sweep:
                     conn.execute(_SWEEP, (now_us,))
                 return _lease(conn, limit, now_us, lease_us, token) if limit > 0 else []
 
